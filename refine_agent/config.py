@@ -1,0 +1,138 @@
+"""One pydantic config for a whole run, loadable from YAML or TOML; CLI flags and env vars override it.
+
+Precedence, highest first: command-line flags, ``REFINE_AGENT_*`` environment variables, the ``--config``
+file, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .budget import Budget
+from .errors import ConfigError, validation_message
+from .images import DEFAULT_MAX_PIXELS
+from .loop import LoopPolicy
+from .runtime import RuntimeConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ToolSpec(BaseModel):
+    """A tool by spec (``sim``, ``openai:gpt-4o``, ``my_pkg.mod:MyJudge``) with its options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"spec": value} if isinstance(value, str) else value
+
+
+class RunConfig(BaseModel):
+    """Everything that decides what a run does. Written in full to every output directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    editor: ToolSpec = Field(default_factory=lambda: ToolSpec(spec="sim"))
+    refine_editor: ToolSpec | None = None
+    judge: ToolSpec = Field(default_factory=lambda: ToolSpec(spec="verify"))
+    critic: ToolSpec = Field(default_factory=lambda: ToolSpec(spec="rule"))
+    budget: Budget = Field(default_factory=Budget)
+    policy: LoopPolicy = Field(default_factory=LoopPolicy)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    seed: int = 0
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="largest image accepted")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML (.yaml/.yml), TOML (.toml) or JSON file into a dict, with one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    text = p.read_text(encoding="utf-8", errors="replace")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {p}: unknown format '{suffix}'; use .yaml, .yml, .toml or .json")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {p} is not valid YAML{line}: {problem}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid JSON: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of settings, not a {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def validate_config(data: dict[str, Any], where: str = "config") -> RunConfig:
+    """Validate a merged settings dict into a RunConfig, with one-line errors naming the field."""
+    try:
+        return RunConfig.model_validate(_normalise_tools(data))
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, where)) from None
+
+
+def build_config(file: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The run config: defaults, then the file, then ``overrides`` (flags and env vars, already merged)."""
+    data = read_config_file(file) if file else {}
+    data = deep_merge(_normalise_tools(data), _normalise_tools(overrides or {}))
+    return validate_config(data, f"config {file}" if file else "config")
+
+
+def _normalise_tools(data: dict[str, Any]) -> dict[str, Any]:
+    """Let a string stand for a tool spec, so that merging a flag into a file's options keeps them."""
+    out = dict(data)
+    for key in ("editor", "refine_editor", "judge", "critic"):
+        if isinstance(out.get(key), str):
+            out[key] = {"spec": out[key]}
+    return out
+
+
+def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
+    """``["skill=0.8", "name=x"]`` -> ``{"skill": 0.8, "name": "x"}``. Values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"bad {what} '{item}': use key=value, e.g. skill=0.8")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key] = value
+    return out

@@ -1,0 +1,323 @@
+"""``refine()``: the agent loop. Edit, judge, then critique, re-edit and verify until a stop rule fires.
+
+Every decision depends only on what happened before it, and every random choice is seeded from
+(run seed, sample id, round, role). So a run with ``max_rounds=b`` is a prefix of the same run with a
+larger budget, which is what makes budget ablations replayable from one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .budget import Budget, BudgetTracker
+from .cache import cache_key
+from .errors import ConfigError, InputError, ToolCallFailed
+from .images import Image, ImageBank, MemoryImageBank
+from .protocols import check_tool, tool_identity
+from .runtime import Runtime
+from .types import (
+    Base,
+    Critique,
+    CritiqueRequest,
+    EditRequest,
+    JudgeRequest,
+    Round,
+    StopReason,
+    Trajectory,
+    Verdict,
+)
+
+
+class LoopPolicy(BaseModel):
+    """When to stop and what to re-edit. Budgets are separate (``Budget``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stop_on_pass: bool = Field(default=True, description="stop once the judge says the edit passes")
+    threshold: float | None = Field(default=None, ge=0, le=10, description="stop once overall >= this")
+    patience: int | None = Field(default=None, ge=1, description="stop after N rounds that do not beat the best")
+    force_base: Base | None = Field(default=None, description="ignore the critic's base; always use this one")
+
+
+def derive_seed(run_seed: int, sample_id: str, round_index: int, role: str) -> int:
+    """A 63-bit seed from (run seed, sample, round, role), stable across processes and platforms."""
+    digest = hashlib.sha256(f"{run_seed}|{sample_id}|{round_index}|{role}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def round_key(r: Round) -> tuple[bool, float, int]:
+    """Ordering for 'best round': passing first, then higher overall, then the earlier round."""
+    v = r.verdict
+    assert v is not None
+    return (v.passed is True, v.overall if v.overall is not None else -1.0, -r.index)
+
+
+def best_round_index(rounds: list[Round]) -> int | None:
+    scored = [r for r in rounds if r.scored]
+    return max(scored, key=round_key).index if scored else None
+
+
+@dataclass
+class RefineResult:
+    trajectory: Trajectory
+    bank: ImageBank
+    failure: ToolCallFailed | None = None  # the tool failure that stopped the loop, if any
+
+    def image(self, round_index: int) -> Image:
+        sha = self.trajectory.rounds[round_index].image
+        if sha is None:
+            raise KeyError(f"round {round_index} has no image")
+        return self.bank.get(sha)
+
+    @property
+    def best_image(self) -> Image | None:
+        best = self.trajectory.best
+        return None if best is None or best.image is None else self.bank.get(best.image)
+
+
+RoundCallback = Callable[[Round], Awaitable[None] | None]
+
+
+class _Loop:
+    """The state of one refine() call. Kept private: the public surface is the function below."""
+
+    def __init__(self, *, source: Image, instruction: str, editor: Any, refine_editor: Any, judge: Any,
+                 critic: Any, budget: Budget, policy: LoopPolicy, seed: int, sample_id: str, runtime: Runtime,
+                 bank: ImageBank, context: dict[str, Any], on_round: RoundCallback | None) -> None:
+        self.source = source
+        self.instruction = instruction
+        self.editor = editor
+        self.refine_editor = refine_editor
+        self.judge = judge
+        self.critic = critic
+        self.budget = budget
+        self.policy = policy
+        self.seed = seed
+        self.sample_id = sample_id
+        self.runtime = runtime
+        self.bank = bank
+        self.context = context
+        self.on_round = on_round
+        self.tracker = BudgetTracker(budget)
+        self.rounds: list[Round] = []
+        self.failure: ToolCallFailed | None = None
+
+    def _seed(self, index: int, role: str) -> int:
+        return derive_seed(self.seed, self.sample_id, index, role)
+
+    async def _call(self, kind: str, tool: Any, invoke: Callable[[], Awaitable[Any]], key: str,
+                    rnd: Round, timing: str) -> Any:
+        try:
+            out = await self.runtime.call(kind, tool, invoke, key=key, tracker=self.tracker)  # type: ignore[arg-type]
+        except ToolCallFailed as exc:
+            if exc.record is not None:
+                rnd.calls.append(exc.record)
+                rnd.seconds[timing] = rnd.seconds.get(timing, 0.0) + exc.record.seconds
+            raise
+        rnd.calls.append(out.record)
+        rnd.usage = rnd.usage + out.record.usage
+        rnd.seconds[timing] = rnd.seconds.get(timing, 0.0) + out.record.seconds
+        return out.value
+
+    async def edit(self, rnd: Round, editor: Any, base_image: Image) -> None:
+        seed = self._seed(rnd.index, "edit")
+        rnd.seed = seed
+        req = EditRequest(image=base_image, instruction=rnd.instruction, seed=seed, source=self.source,
+                          context=self.context)
+        key = cache_key(tool_identity(editor), "edit", images=[base_image.sha256, self.source.sha256],
+                        text=rnd.instruction, seed=seed)
+        try:
+            result = await self._call("editor", editor, lambda: editor.edit(req), key, rnd, "edit")
+        except ToolCallFailed as exc:
+            rnd.error = str(exc)
+            self.failure = exc
+            return
+        rnd.image = self.bank.put(result.image)
+
+    async def judge_round(self, rnd: Round) -> None:
+        assert rnd.image is not None
+        edited = self.bank.get(rnd.image)
+        seed = self._seed(rnd.index, "judge")
+        req = JudgeRequest(source=self.source, edited=edited, instruction=self.instruction, seed=seed,
+                           context=self.context)
+        key = cache_key(tool_identity(self.judge), "judge", images=[self.source.sha256, edited.sha256],
+                        text=self.instruction, seed=seed)
+        try:
+            verdict: Verdict = await self._call("judge", self.judge, lambda: self.judge.judge(req), key, rnd,
+                                                "judge")
+        except ToolCallFailed as exc:
+            verdict = Verdict.failed("error", str(exc), judge=exc.tool)
+            self.failure = exc
+        rnd.verdict = verdict
+
+    async def critique(self, rnd: Round) -> Critique | None:
+        assert rnd.image is not None and rnd.verdict is not None
+        edited = self.bank.get(rnd.image)
+        seed = self._seed(rnd.index, "critic")
+        history = [r.model_copy() for r in self.rounds]
+        req = CritiqueRequest(source=self.source, edited=edited, instruction=self.instruction,
+                              verdict=rnd.verdict, history=history, seed=seed, context=self.context)
+        trail = [(r.instruction, r.image, r.verdict.overall if r.verdict else None) for r in self.rounds]
+        key = cache_key(tool_identity(self.critic), "critique", images=[self.source.sha256, edited.sha256],
+                        text=self.instruction, seed=seed, extra={"history": trail})
+        try:
+            critique = await self._call("critic", self.critic, lambda: self.critic.critique(req), key, rnd,
+                                        "critique")
+        except ToolCallFailed as exc:
+            rnd.error = str(exc)
+            self.failure = exc
+            return None
+        rnd.critique = critique
+        return critique
+
+    async def finish_round(self, rnd: Round) -> None:
+        if self.on_round is not None:
+            maybe = self.on_round(rnd)
+            if maybe is not None:
+                await maybe
+
+    def policy_stop(self) -> StopReason | None:
+        """Stop rules that read the judged rounds (judge failures, pass, threshold, patience)."""
+        last = self.rounds[-1]
+        v = last.verdict
+        if v is None or not v.ok:
+            status = v.status if v is not None else "error"
+            return StopReason.judge_unsupported if status == "unsupported" else StopReason.judge_failed
+        if self.policy.stop_on_pass and v.passed:
+            return StopReason.passed
+        if self.policy.threshold is not None and v.overall is not None and v.overall >= self.policy.threshold:
+            return StopReason.threshold
+        if self.policy.patience is not None:
+            best = best_round_index(self.rounds)
+            if best is not None and last.index - best >= self.policy.patience:
+                return StopReason.patience
+        return None
+
+    def base_for(self, base: Base) -> tuple[Image, int | None]:
+        if base == "source":
+            return self.source, None
+        if base == "best":
+            idx = best_round_index(self.rounds)
+            idx = idx if idx is not None else self.rounds[-1].index
+        else:
+            idx = self.rounds[-1].index
+        sha = self.rounds[idx].image
+        assert sha is not None
+        return self.bank.get(sha), idx
+
+    def needs_per_round(self) -> dict[str, int]:
+        return {"critic": 1, "editor": 1, "judge": 1}
+
+    async def run(self, edited: Image | None) -> StopReason:
+        r0 = Round(index=0, instruction=self.instruction, base="given" if edited is not None else "source")
+        self.rounds.append(r0)
+        if edited is None:
+            r0.editor = self.editor.name
+            await self.edit(r0, self.editor, self.source)
+            if r0.image is None:
+                await self.finish_round(r0)
+                return StopReason.editor_failed
+        else:
+            r0.image = self.bank.put(edited)
+        await self.judge_round(r0)
+        await self.finish_round(r0)
+
+        while True:
+            stop = self.policy_stop()
+            if stop is not None:
+                return stop
+            index = len(self.rounds)
+            stop = self.tracker.stop_before_round(index, self.needs_per_round())
+            if stop is not None:
+                return stop
+            last = self.rounds[-1]
+            critique = await self.critique(last)
+            if critique is None:
+                return StopReason.critic_failed
+            if critique.satisfied:
+                return StopReason.critic_satisfied
+            base: Base = self.policy.force_base or critique.base
+            base_image, base_round = self.base_for(base)
+            rnd = Round(index=index, instruction=(critique.instruction or "").strip(), base=base,
+                        base_round=base_round, editor=self.refine_editor.name)
+            self.rounds.append(rnd)
+            await self.edit(rnd, self.refine_editor, base_image)
+            if rnd.image is None:
+                await self.finish_round(rnd)
+                return StopReason.editor_failed
+            await self.judge_round(rnd)
+            await self.finish_round(rnd)
+
+
+async def refine(
+    source: Image,
+    instruction: str,
+    *,
+    judge: Any,
+    critic: Any,
+    editor: Any | None = None,
+    refine_editor: Any | None = None,
+    edited: Image | None = None,
+    budget: Budget | None = None,
+    policy: LoopPolicy | None = None,
+    seed: int = 0,
+    sample_id: str = "sample",
+    runtime: Runtime | None = None,
+    bank: ImageBank | None = None,
+    context: dict[str, Any] | None = None,
+    on_round: RoundCallback | None = None,
+) -> RefineResult:
+    """Refine one edit. Round 0 is ``editor``'s one-shot edit of ``source``, or ``edited`` when given.
+
+    Re-edits use ``refine_editor`` (default: ``editor``). The result's best round is chosen by the loop
+    judge and is never worse than round 0. Tool failures are recorded in the rounds, never raised, except
+    for invalid arguments.
+    """
+    instruction = (instruction or "").strip()
+    if not instruction:
+        raise InputError("the instruction is empty; say what to change, e.g. \"make the red circle blue\"")
+    budget = budget or Budget()
+    policy = policy or LoopPolicy()
+    refine_editor = refine_editor or editor
+    if edited is None and editor is None:
+        raise ConfigError("refine() needs an editor, or an already edited image as round 0")
+    if refine_editor is None and budget.max_rounds > 0:
+        raise ConfigError("refine() needs an editor for re-edits (editor= or refine_editor=), or max_rounds=0")
+    for kind, tool in (("editor", editor), ("editor", refine_editor), ("judge", judge), ("critic", critic)):
+        if tool is not None:
+            check_tool(kind, tool)  # type: ignore[arg-type]
+    runtime = runtime or Runtime()
+    bank = bank if bank is not None else MemoryImageBank()
+    bank.put(source)
+
+    loop = _Loop(source=source, instruction=instruction, editor=editor, refine_editor=refine_editor, judge=judge,
+                 critic=critic, budget=budget, policy=policy, seed=seed, sample_id=sample_id, runtime=runtime,
+                 bank=bank, context=dict(context or {}), on_round=on_round)
+    start = time.perf_counter()
+    stop = await loop.run(edited)
+    usage = loop.tracker.usage
+    tools = {"editor": tool_identity(editor) if editor is not None else None,
+             "refine_editor": tool_identity(refine_editor) if refine_editor is not None else None,
+             "judge": tool_identity(judge), "critic": tool_identity(critic)}
+    trajectory = Trajectory(
+        sample_id=sample_id,
+        instruction=instruction,
+        source=source.sha256,
+        seed=seed,
+        rounds=loop.rounds,
+        best_round=best_round_index(loop.rounds),
+        stop_reason=stop,
+        usage=usage,
+        seconds=time.perf_counter() - start,
+        tools=tools,
+    )
+    return RefineResult(trajectory=trajectory, bank=bank, failure=loop.failure)
+
+
+__all__ = ["LoopPolicy", "RefineResult", "refine", "derive_seed", "best_round_index"]

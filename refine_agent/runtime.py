@@ -1,0 +1,209 @@
+"""The one wrapper around every tool call: cache, limiter, timeout, classified retries, accounting, events.
+
+Tools stay small: they do their work and raise typed errors. Concurrency limits, retries with backoff and
+caching live here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from .budget import BudgetTracker
+from .cache import Cache, MemoryCache
+from .errors import ToolCallFailed, ToolError, TransientToolError, describe
+from .protocols import tool_capacity
+from .types import CallRecord, ToolKind, Usage
+
+T = TypeVar("T")
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with jitter, for transient errors only, and a finite number of attempts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per call, the first included")
+    initial_wait: float = Field(default=0.5, ge=0, description="seconds before the first retry")
+    max_wait: float = Field(default=30.0, ge=0, description="cap on one backoff wait")
+    jitter: float = Field(default=0.5, ge=0, description="random seconds added to each wait")
+    max_retry_after: float = Field(default=120.0, ge=0, description="cap on a server's Retry-After")
+
+
+class RuntimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: float | None = Field(default=600.0, gt=0, description="per attempt; None: no timeout")
+    cache: bool = Field(default=True, description="reuse results of identical calls")
+
+
+class ToolTimeout(TransientToolError):
+    """A call that ran past the runtime's per-call timeout."""
+
+
+@dataclass
+class RuntimeEvent:
+    phase: str  # "start" | "end" | "retry" | "cache_hit" | "fail"
+    kind: ToolKind
+    tool: str
+    seconds: float = 0.0
+    attempt: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RuntimeStats:
+    calls: dict[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    in_flight: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass
+class CallOutcome(Generic[T]):
+    value: T
+    record: CallRecord
+
+
+def is_transient(tool: object, exc: BaseException) -> bool:
+    """Retry only what may succeed next time. Unknown exceptions are permanent: never retry everything."""
+    hook = getattr(tool, "is_transient", None)
+    if callable(hook):
+        verdict = hook(exc)
+        if verdict is not None:
+            return bool(verdict)
+    if isinstance(exc, ToolError):
+        return exc.transient
+    return isinstance(exc, (TimeoutError, ConnectionError))
+
+
+class Runtime:
+    """Runs tool calls. Share one Runtime among concurrent ``refine()`` calls so limits are global."""
+
+    def __init__(self, config: RuntimeConfig | None = None, *, cache: Cache | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] | None = None, rng_seed: int | None = None) -> None:
+        self.config = config or RuntimeConfig()
+        self.cache: Cache | None = cache if cache is not None else (MemoryCache() if self.config.cache else None)
+        self.stats = RuntimeStats()
+        self._limiters: dict[int, tuple[object, asyncio.Semaphore]] = {}
+        self._listeners: list[Callable[[RuntimeEvent], None]] = []
+        self._sleep = sleep or asyncio.sleep
+        self._jitter_rng = random.Random(rng_seed)
+
+    # -- events -----------------------------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[RuntimeEvent], None]) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, event: RuntimeEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    # -- limiter ----------------------------------------------------------------------------------------
+    def limiter(self, tool: object) -> asyncio.Semaphore:
+        """One semaphore per tool instance, sized by the tool's capacity."""
+        entry = self._limiters.get(id(tool))
+        if entry is None or entry[0] is not tool:
+            entry = (tool, asyncio.Semaphore(tool_capacity(tool)))
+            self._limiters[id(tool)] = entry
+        return entry[1]
+
+    # -- retries ----------------------------------------------------------------------------------------
+    def _wait(self, state: RetryCallState) -> float:
+        policy = self.config.retry
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, (int, float)) and retry_after >= 0:
+            return min(float(retry_after), policy.max_retry_after)
+        backoff = policy.initial_wait * (2 ** max(0, state.attempt_number - 1))
+        return min(policy.max_wait, backoff) + self._jitter_rng.uniform(0, policy.jitter)
+
+    async def _attempt(self, tool: object, invoke: Callable[[], Awaitable[T]]) -> T:
+        timeout = self.config.timeout_s
+        async with self.limiter(tool):
+            if timeout is None:
+                return await invoke()
+            try:
+                return await asyncio.wait_for(invoke(), timeout)
+            except asyncio.TimeoutError:
+                raise ToolTimeout(f"no answer within {timeout:g}s") from None
+
+    # -- the call ---------------------------------------------------------------------------------------
+    async def call(self, kind: ToolKind, tool: Any, invoke: Callable[[], Awaitable[T]], *,
+                   key: str | None = None, tracker: BudgetTracker | None = None) -> CallOutcome[T]:
+        """Run ``invoke`` (one call of ``tool``) with cache, limiter, timeout and retries.
+
+        Returns the value and its CallRecord; raises ToolCallFailed when the call fails for good. Either
+        way the call is charged to ``tracker`` and counted in ``stats`` before this returns.
+        """
+        name = getattr(tool, "name", type(tool).__name__)
+        if key is not None and self.cache is not None:
+            hit = await self.cache.get(key)
+            if hit is not None:
+                usage = getattr(hit, "usage", None) or Usage()
+                record = CallRecord(kind=kind, tool=name, seconds=0.0, attempts=0, cached=True, usage=usage)
+                self._account(kind, record, tracker)
+                self.stats.cache_hits += 1
+                self._emit(RuntimeEvent("cache_hit", kind, name))
+                return CallOutcome(hit, record)
+
+        attempts = 0
+        start = time.perf_counter()
+        self.stats.in_flight += 1
+        self._emit(RuntimeEvent("start", kind, name))
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            self._emit(RuntimeEvent("retry", kind, name, attempt=state.attempt_number,
+                                    error=describe(exc) if exc else None))
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.retry.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: is_transient(tool, e)),
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    value = await self._attempt(tool, invoke)
+        except Exception as exc:
+            seconds = time.perf_counter() - start
+            record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, error=describe(exc))
+            self._account(kind, record, tracker)
+            self.stats.failures += 1
+            self._emit(RuntimeEvent("fail", kind, name, seconds=seconds, attempt=attempts,
+                                    error=record.error))
+            raise ToolCallFailed(kind, name, exc, attempts, record) from exc
+        finally:
+            self.stats.in_flight -= 1
+
+        seconds = time.perf_counter() - start
+        usage = getattr(value, "usage", None) or Usage()
+        record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, usage=usage)
+        self._account(kind, record, tracker)
+        if key is not None and self.cache is not None:
+            await self.cache.put(key, value)
+        self._emit(RuntimeEvent("end", kind, name, seconds=seconds, attempt=attempts))
+        return CallOutcome(value, record)
+
+    def _account(self, kind: ToolKind, record: CallRecord, tracker: BudgetTracker | None) -> None:
+        self.stats.calls[kind] = self.stats.calls.get(kind, 0) + 1
+        if not record.cached:
+            self.stats.cost_usd += record.usage.cost_usd
+        if tracker is not None:
+            tracker.charge(kind, record.usage, cached=record.cached, attempts=max(1, record.attempts),
+                           failed=record.error is not None)

@@ -1,0 +1,282 @@
+"""The core records: requests and results of tool calls, verdicts, critiques, rounds and trajectories.
+
+Requests carry pixels (``Image``); records that outlive a call (``Round``, ``Trajectory``) carry image
+hashes only, so they serialise to JSON and stay small.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .images import Image
+
+ToolKind = Literal["editor", "judge", "critic"]
+TOOL_KINDS: tuple[ToolKind, ...] = ("editor", "judge", "critic")
+VerdictStatus = Literal["ok", "parse_error", "refused", "error", "unsupported"]
+Base = Literal["current", "source", "best"]
+SCORE_MIN, SCORE_MAX = 0.0, 10.0
+
+
+class Usage(BaseModel):
+    """What one tool call consumed. Built-in tools report zero cost."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+class UsageTotals(BaseModel):
+    """Usage summed over many calls, with call counts per tool kind."""
+
+    calls: dict[str, int] = Field(default_factory=lambda: {k: 0 for k in TOOL_KINDS})
+    cached_calls: int = 0
+    retries: int = 0
+    failed_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add_call(self, kind: str, usage: Usage, *, cached: bool = False, attempts: int = 1,
+                 failed: bool = False) -> None:
+        self.calls[kind] = self.calls.get(kind, 0) + 1
+        self.cached_calls += int(cached)
+        self.retries += max(0, attempts - 1)
+        self.failed_calls += int(failed)
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cost_usd += usage.cost_usd
+
+    def merge(self, other: UsageTotals) -> None:
+        for kind, n in other.calls.items():
+            self.calls[kind] = self.calls.get(kind, 0) + n
+        self.cached_calls += other.cached_calls
+        self.retries += other.retries
+        self.failed_calls += other.failed_calls
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd += other.cost_usd
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+
+class EditRequest(_Request):
+    """Edit ``image`` following ``instruction``. ``source`` is the sample's original image."""
+
+    image: Image
+    instruction: str
+    seed: int
+    source: Image | None = None
+    mask: Image | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class EditResult(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    image: Image
+    usage: Usage = Field(default_factory=Usage)
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class Finding(BaseModel):
+    """One structured observation by a judge, for critics: what is wrong, where, and by how much."""
+
+    kind: str
+    message: str
+    severity: float = Field(default=1.0, ge=0.0, le=1.0)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JudgeRequest(_Request):
+    """Judge ``edited`` against ``source`` for ``instruction`` (always the sample's original instruction)."""
+
+    source: Image
+    edited: Image
+    instruction: str
+    seed: int
+    mask: Image | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+def viescore_overall(sc: list[float], pq: list[float]) -> float:
+    """VIEScore/GEdit overall: the geometric mean of the weakest semantic and the weakest quality score."""
+    return math.sqrt(min(sc) * min(pq))
+
+
+class Verdict(BaseModel):
+    """A judgment. Scores are 0-10 lists by name (``SC``, ``PQ``). A failed judgment has no score at all."""
+
+    status: VerdictStatus = "ok"
+    scores: dict[str, list[float]] = Field(default_factory=dict)
+    overall: float | None = None
+    passed: bool | None = None
+    reasoning: str = ""
+    findings: list[Finding] = Field(default_factory=list)
+    judge: str = ""
+    raw: str | None = None
+    info: dict[str, Any] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+
+    @field_validator("scores")
+    @classmethod
+    def _scores_in_range(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, values in v.items():
+            if not values:
+                raise ValueError(f"score list {name!r} is empty")
+            for x in values:
+                if not (SCORE_MIN <= x <= SCORE_MAX) or math.isnan(x):
+                    raise ValueError(f"score {name}={x} is outside {SCORE_MIN:g}..{SCORE_MAX:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Verdict:
+        if self.status == "ok":
+            if self.overall is None and "SC" in self.scores and "PQ" in self.scores:
+                self.overall = viescore_overall(self.scores["SC"], self.scores["PQ"])
+            if self.overall is None and self.passed is None:
+                raise ValueError("an ok verdict needs an overall score or a pass/fail")
+            if self.overall is not None and not (SCORE_MIN <= self.overall <= SCORE_MAX):
+                raise ValueError(f"overall={self.overall} is outside {SCORE_MIN:g}..{SCORE_MAX:g}")
+        elif self.scores or self.overall is not None or self.passed is not None:
+            raise ValueError(f"a '{self.status}' verdict must carry no scores: a failed judgment is not a 0")
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def failed(cls, status: VerdictStatus, reasoning: str, *, judge: str = "", raw: str | None = None,
+               **kw: Any) -> Verdict:
+        if status == "ok":
+            raise ValueError("Verdict.failed needs a non-ok status")
+        return cls(status=status, reasoning=reasoning, judge=judge, raw=raw, **kw)
+
+
+class CritiqueRequest(_Request):
+    """Critique the latest round: the source, its edited image, the original instruction and the history."""
+
+    source: Image
+    edited: Image
+    instruction: str
+    verdict: Verdict
+    history: list[Round]
+    seed: int
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class Critique(BaseModel):
+    """A critic's answer: is the edit good enough, why, and what to do next (instruction + base image)."""
+
+    satisfied: bool
+    analysis: str = ""
+    instruction: str | None = None
+    base: Base = "current"
+    usage: Usage = Field(default_factory=Usage)
+    info: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_instruction(self) -> Critique:
+        if not self.satisfied and not (self.instruction and self.instruction.strip()):
+            raise ValueError("an unsatisfied critique needs a re-edit instruction")
+        return self
+
+
+class CallRecord(BaseModel):
+    """One tool call as the runtime saw it."""
+
+    kind: ToolKind
+    tool: str
+    seconds: float
+    attempts: int = 1
+    cached: bool = False
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+
+
+class Round(BaseModel):
+    """One edit and its judgment. Round 0 is the one-shot edit (or the given edit for ``refine``).
+
+    ``critique`` is the critic's answer about *this* round's image; it produced the next round's instruction.
+    """
+
+    index: int
+    instruction: str
+    base: Literal["source", "current", "best", "given"]
+    base_round: int | None = None
+    editor: str | None = None
+    seed: int | None = None
+    image: str | None = None
+    image_file: str | None = None
+    verdict: Verdict | None = None
+    critique: Critique | None = None
+    seconds: dict[str, float] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    calls: list[CallRecord] = Field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.image is not None and self.verdict is not None and self.verdict.ok
+
+
+class StopReason(str, Enum):
+    passed = "passed"
+    threshold = "threshold"
+    critic_satisfied = "critic_satisfied"
+    patience = "patience"
+    max_rounds = "max_rounds"
+    max_tool_calls = "max_tool_calls"
+    max_seconds = "max_seconds"
+    max_cost = "max_cost"
+    judge_unsupported = "judge_unsupported"
+    judge_failed = "judge_failed"
+    editor_failed = "editor_failed"
+    critic_failed = "critic_failed"
+
+
+TRAJECTORY_SCHEMA_VERSION = 1
+
+
+class Trajectory(BaseModel):
+    """All rounds of one sample, the best round by the loop judge, and why the loop stopped."""
+
+    schema_version: int = TRAJECTORY_SCHEMA_VERSION
+    sample_id: str
+    instruction: str
+    source: str
+    seed: int
+    rounds: list[Round] = Field(default_factory=list)
+    best_round: int | None = None
+    stop_reason: StopReason
+    usage: UsageTotals = Field(default_factory=UsageTotals)
+    seconds: float = 0.0
+    tools: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def best(self) -> Round | None:
+        return None if self.best_round is None else self.rounds[self.best_round]
+
+    @property
+    def one_shot(self) -> Round | None:
+        return self.rounds[0] if self.rounds else None
+
+
+CritiqueRequest.model_rebuild()

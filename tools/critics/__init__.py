@@ -1,0 +1,1 @@
+"""Built-in critics: the rule critic (rule) and the resampling baseline (repeat)."""

@@ -1,0 +1,1 @@
+"""Built-in judges: the reference-free verifier (verify) and its checkers."""

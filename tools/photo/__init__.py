@@ -1,0 +1,1 @@
+"""Photo edits for the classic editor: instruction grammar, pixel operations and measurements."""

@@ -1,0 +1,60 @@
+"""Simulation options every built-in tool accepts, for scheduling and fault studies.
+
+``latency_ms`` holds one capacity slot asynchronously for that long; ``max_concurrency`` is the tool's
+capacity; ``fail_rate`` is the seeded probability that an attempt fails transiently (the runtime retries).
+None of them changes a tool's results, so they stay out of cache keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from refine_agent.errors import TransientToolError
+from refine_agent.protocols import ToolBase
+
+
+class SimOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(default=0.0, ge=0, description="simulated service time per call (ms)")
+    max_concurrency: int = Field(default=8, ge=1, description="calls served at once (capacity)")
+    fail_rate: float = Field(default=0.0, ge=0, lt=1, description="seeded chance of a transient failure")
+
+
+SIM_OPTION_NAMES = frozenset(SimOptions.model_fields)
+
+
+def rng_for(*parts: object) -> np.random.Generator:
+    """A numpy Generator seeded from any tuple of values, stable across processes."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "big"))
+
+
+class SimulatedTool(ToolBase):
+    """A built-in tool: its options model extends SimOptions and its calls go through ``simulate``."""
+
+    runtime_only_options: ClassVar[frozenset[str]] = SIM_OPTION_NAMES
+
+    def __init__(self, options: BaseModel | dict | None = None, **kwargs: object) -> None:
+        super().__init__(options, **kwargs)
+        self._attempts: dict[object, int] = {}
+
+    async def simulate(self, call_key: object) -> None:
+        """Hold the caller's capacity slot for ``latency_ms``, then maybe fail transiently.
+
+        Failures are seeded by (call key, attempt number), so a retry can succeed and a rerun fails the
+        same way.
+        """
+        opts = self.options
+        attempt = self._attempts.get(call_key, 0)
+        self._attempts[call_key] = attempt + 1
+        if opts.latency_ms > 0:  # type: ignore[attr-defined]
+            await asyncio.sleep(opts.latency_ms / 1000.0)  # type: ignore[attr-defined]
+        if opts.fail_rate > 0 and rng_for("fail", self.name, call_key, attempt).random() < opts.fail_rate:  # type: ignore[attr-defined]
+            raise TransientToolError(f"simulated transient failure of {self.name} (attempt {attempt + 1})")
+        self._attempts.pop(call_key, None)

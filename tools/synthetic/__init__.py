@@ -1,0 +1,1 @@
+"""Synthetic scenes: palette, rendering, instruction language, detection and the dataset generator."""
