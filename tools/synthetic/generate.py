@@ -1,0 +1,153 @@
+"""The synthetic scene dataset: scenes, instructions in six categories, easy and hard referring expressions.
+
+Easy expressions name a target that is unique by colour and shape. Hard ones have look-alike distractors
+(same colour and shape), so the expression needs a size or a relative position, as in RefEdit-Bench.
+Ground truth is kept in the manifest for analysis; no judge reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from refine_agent.images import Image
+
+from .language import TASK_CATEGORIES, RefExpr, SceneInstruction, render_instruction, unique_qualifier
+from .palette import BACKGROUND_COLOURS, SHAPE_COLOURS
+from .scene import CELL, MAX_JITTER, SHAPES, SIZES, Scene, Shape, render
+
+REFERRING = ("color_alter", "subject-remove", "subject-replace", "size_change")
+
+
+class SyntheticSample(BaseModel):
+    id: str
+    instruction: str
+    category: str
+    difficulty: str
+    scene: Scene
+    task: SceneInstruction
+    target: int | None = None
+
+    def image(self) -> Image:
+        return Image(render(self.scene))
+
+    def truth(self) -> dict[str, object]:
+        return {"scene": self.scene.model_dump(), "task": self.task.model_dump(mode="json"), "target": self.target}
+
+
+def _rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index, 0x5CE7E])
+
+
+def _random_scene(rng: np.random.Generator, n_shapes: int) -> Scene:
+    cells = rng.choice(9, size=n_shapes, replace=False)
+    shapes = []
+    for c in cells:
+        r, col = divmod(int(c), 3)
+        jx, jy = rng.integers(-MAX_JITTER, MAX_JITTER + 1, size=2)
+        shapes.append(Shape(shape=str(rng.choice(SHAPES)), colour=str(rng.choice(list(SHAPE_COLOURS))),
+                            size=str(rng.choice(SIZES)), cx=col * CELL + CELL // 2 + int(jx),
+                            cy=r * CELL + CELL // 2 + int(jy)))
+    return Scene(background=str(rng.choice(list(BACKGROUND_COLOURS))), shapes=shapes)
+
+
+def _make_easy(scene: Scene, target: int, rng: np.random.Generator) -> None:
+    """Recolour look-alikes so the target is unique by colour and shape."""
+    t = scene.shapes[target]
+    for i, s in enumerate(scene.shapes):
+        if i != target and s.shape == t.shape and s.colour == t.colour:
+            s.colour = str(rng.choice([c for c in SHAPE_COLOURS if c != t.colour]))
+
+
+def _make_hard(scene: Scene, target: int, rng: np.random.Generator) -> None:
+    """Turn one or two other objects into look-alikes (same colour and shape) of the target."""
+    t = scene.shapes[target]
+    others = [i for i in range(len(scene.shapes)) if i != target]
+    k = min(len(others), int(rng.integers(1, 3)))
+    for i in rng.choice(others, size=k, replace=False):
+        scene.shapes[int(i)].shape, scene.shapes[int(i)].colour = t.shape, t.colour
+
+
+def _task(category: str, scene: Scene, target: int | None, rng: np.random.Generator) -> SceneInstruction:
+    if category == "background_change":
+        colour = str(rng.choice([c for c in BACKGROUND_COLOURS if c != scene.background]))
+        return SceneInstruction(category="background_change", colour=colour)
+    if category == "subject-add":
+        used = {s.cell for s in scene.shapes}
+        free = [(r, c) for r in range(3) for c in range(3) if (r, c) not in used]
+        cell = free[int(rng.integers(len(free)))]
+        return SceneInstruction(category="subject-add", shape=str(rng.choice(SHAPES)),
+                                colour=str(rng.choice(list(SHAPE_COLOURS))), size=str(rng.choice(SIZES)), cell=cell)
+    assert target is not None
+    t = scene.shapes[target]
+    ref = unique_qualifier(target, scene.shapes)
+    assert ref is not None
+    if category == "color_alter":
+        return SceneInstruction(category="color_alter", ref=ref,
+                                colour=str(rng.choice([c for c in SHAPE_COLOURS if c != t.colour])))
+    if category == "subject-remove":
+        return SceneInstruction(category="subject-remove", ref=ref)
+    if category == "subject-replace":
+        return SceneInstruction(category="subject-replace", ref=ref,
+                                shape=str(rng.choice([s for s in SHAPES if s != t.shape])),
+                                colour=str(rng.choice(list(SHAPE_COLOURS))))
+    return SceneInstruction(category="size_change", ref=ref, direction="smaller" if t.size == "large" else "larger")
+
+
+def make_sample(index: int, seed: int = 0) -> SyntheticSample:
+    """Sample ``index`` of the dataset with ``seed``: the same pair always gives the same sample."""
+    rng = _rng(seed, index)
+    category = TASK_CATEGORIES[index % len(TASK_CATEGORIES)]
+    hard = category in REFERRING and bool(rng.random() < 0.5)
+    for _ in range(100):
+        n_shapes = int(rng.integers(3 if hard else 2, 7))
+        if category == "subject-add":
+            n_shapes = min(n_shapes, 6)
+        scene = _random_scene(rng, n_shapes)
+        target = int(rng.integers(n_shapes)) if category in REFERRING else None
+        if target is not None:
+            (_make_hard if hard else _make_easy)(scene, target, rng)
+            ref = unique_qualifier(target, scene.shapes)
+            if ref is None or (hard and ref.qualifiers() == 0):
+                continue  # no short unambiguous expression for this layout; draw another
+        task = _task(category, scene, target, rng)
+        text = render_instruction(task, style=int(rng.integers(0, 4)))
+        return SyntheticSample(id=f"syn-{seed}-{index:05d}", instruction=text, category=category,
+                               difficulty="hard" if hard else "easy", scene=scene, task=task, target=target)
+    raise RuntimeError(f"could not generate synthetic sample {index} for seed {seed}")
+
+
+def iter_samples(n: int, seed: int = 0, start: int = 0) -> Iterator[SyntheticSample]:
+    for i in range(start, start + n):
+        yield make_sample(i, seed)
+
+
+def write_dataset(out: str | Path, n: int, seed: int = 0) -> Path:
+    """Write ``out/manifest.jsonl`` and ``out/images/*.png``; return the manifest path.
+
+    The manifest has ``id``, ``source`` (relative to ``out``), ``instruction``, ``category``,
+    ``difficulty`` and ``truth`` (for analysis only).
+    """
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.jsonl"
+    tmp = manifest.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for sample in iter_samples(n, seed):
+            rel = f"images/{sample.id}.png"
+            sample.image().save(out / rel)
+            row = {"id": sample.id, "source": rel, "instruction": sample.instruction,
+                   "category": sample.category, "difficulty": sample.difficulty, "truth": sample.truth()}
+            f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, manifest)
+    return manifest
+
+
+__all__ = ["RefExpr", "SyntheticSample", "iter_samples", "make_sample", "write_dataset"]
