@@ -1,0 +1,218 @@
+"""Photo rules for the ``rule`` critic: turn the photo checker's findings into a re-edit instruction and base.
+
+- too weak / not applied / unwanted side effect with a counter-op: adjust the *current* image ("make it
+  slightly brighter"), joining one correction per op;
+- wrong direction, wrong geometry, clipping, halos/noise/banding, or a blur that went too far: damage that
+  cannot be undone, so restart from the *source* with the original instruction, strengths rescaled by what
+  was measured;
+- the latest round scored worse than an earlier one: go back to the *best* round and act on its findings.
+
+History keeps it from repeating what did not help: an adjustment that made no progress is escalated once, then
+abandoned for a restart; a restart or adjustment already tried from the same base is varied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refine_agent.errors import UnsupportedInstructionError
+from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round, Verdict
+from tools.photo.grammar import PhotoOp, PhotoPlan, parse_photo_instruction, render_plan, strength_level
+
+PRIORITY = {"geometry": 0, "wrong_direction": 1, "clipping": 2, "artifact": 3, "not_applied": 4, "too_strong": 5,
+            "too_weak": 6, "side_effect": 7}
+_RESTART_KINDS = {"geometry", "wrong_direction", "clipping", "artifact"}
+_WORSE_BY = 0.25     # a round this much below the best counts as worse
+_PROGRESS = 0.25     # an adjustment that moved the measurement by less than this fraction of its size stalled
+
+
+@dataclass
+class Action:
+    base: Base
+    instruction: str
+    why: str
+
+
+def _parse(text: str | None) -> PhotoPlan | None:
+    try:
+        return parse_photo_instruction(text or "")
+    except UnsupportedInstructionError:
+        return None
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _score(v: Verdict | None) -> float:
+    if v is None or not v.ok:
+        return float("-inf")
+    if v.overall is not None:
+        return v.overall
+    return 10.0 if v.passed else 0.0
+
+
+def _actionable(v: Verdict | None) -> list[Finding]:
+    found = [f for f in (v.findings if v is not None else []) if f.kind in PRIORITY]
+    return sorted(found, key=lambda f: (PRIORITY[f.kind], -f.severity))
+
+
+def _scaled(ops: list[PhotoOp], factors: dict[str, float]) -> list[PhotoOp]:
+    """Ops with graded strengths scaled per op name and snapped to a grammar level."""
+    out = []
+    for op in ops:
+        if op.graded and op.op in factors:
+            op = op.model_copy(update={"strength": strength_level(min(3.0, max(0.25, op.strength * factors[op.op])))})
+        out.append(op)
+    return out
+
+
+def _restart(findings: list[Finding], instruction: str, extra: float = 1.0) -> str:
+    """The original instruction with each graded op rescaled by what was measured (for a fresh start)."""
+    plan = _parse(instruction)
+    if plan is None:
+        return str(next((f.data["restart"] for f in findings if f.data.get("restart")), instruction))
+    factors: dict[str, float] = {}
+    for f in findings:
+        op, req, got = f.data.get("op"), f.data.get("requested"), f.data.get("measured")
+        if f.kind in ("too_weak", "too_strong") and _number(got) and got > 0 and _number(req) and req > 0:
+            factors[str(op)] = float(req) / got
+    damage = any(f.kind in ("clipping", "artifact") for f in findings)
+    for op in plan.ops:
+        if op.graded and op.op not in factors:
+            factors[op.op] = 0.6 if damage else 1.0
+    factors = {k: v * extra for k, v in factors.items()}
+    return render_plan(_scaled(plan.ops, factors))
+
+
+def _suggested_ops(findings: list[Finding]) -> list[PhotoOp]:
+    """One incremental correction per op, from the findings' ``suggest`` texts (worst finding first)."""
+    ops: dict[str, PhotoOp] = {}
+    for f in findings:
+        plan = _parse(f.data.get("suggest")) if f.data.get("fix_base", "current") == "current" else None
+        for op in plan.ops if plan else []:
+            ops.setdefault(op.op, op)
+    return list(ops.values())
+
+
+def _act(findings: list[Finding], instruction: str) -> tuple[Action, list[PhotoOp]]:
+    first = findings[0]
+    why = first.message
+    suggested = _suggested_ops(findings)
+    if first.kind in _RESTART_KINDS or first.data.get("fix_base") == "source" or not suggested:
+        return Action("source", _restart(findings, instruction), f"{why}; restarting from the source"), []
+    return Action("current", render_plan(suggested), f"{why}; adjusting the current image"), suggested
+
+
+def _measured(v: Verdict | None, key: str) -> float | None:
+    for f in v.findings if v is not None else []:
+        if (f.data.get("op") == key or f.data.get("what") == key) and _number(f.data.get("measured")):
+            return float(f.data["measured"])
+    return None
+
+
+def _stalled(op: PhotoOp, latest: Round, before: Verdict | None, now: Verdict) -> bool:
+    """Did the latest round already try this correction without moving the measurement enough?"""
+    tried = _parse(latest.instruction)
+    same = [t for t in (tried.ops if tried else []) if t.op == op.op and t.direction == op.direction]
+    finding = next((f for f in now.findings if op.op in (f.data.get("op"), f.data.get("what"))), None)
+    m_before, m_now = _measured(before, op.op), _measured(now, op.op)
+    if not same or finding is None or m_before is None or m_now is None:
+        return False
+    if finding.kind == "side_effect":  # an unwanted drift should shrink
+        return m_now > 0.8 * m_before
+    if not op.graded:  # absolute ops: did the measurement move at all?
+        return abs(m_now - m_before) < 0.05
+    # Graded measurements are signed toward the requested effect; a correction the same way should raise them.
+    progress = (m_now - m_before) if finding.data.get("direction") == op.direction else (m_before - m_now)
+    return progress < _PROGRESS * same[0].strength
+
+
+def _streak(op: PhotoOp, rounds: list[Round]) -> int:
+    """How many of the latest consecutive incremental rounds already applied this op the same way."""
+    n = 0
+    for r in reversed(rounds):
+        plan = _parse(r.instruction) if r.base in ("current", "best") else None
+        if not plan or not any(t.op == op.op and t.direction == op.direction for t in plan.ops):
+            break
+        n += 1
+    return n
+
+
+def _split(req: CritiqueRequest) -> tuple[Round | None, list[Round]]:
+    hist = list(req.history)
+    if hist and hist[-1].verdict is not None and hist[-1].verdict == req.verdict:
+        return hist[-1], hist[:-1]
+    return None, hist
+
+
+def _round_verdict(rounds: list[Round], index: int | None) -> Verdict | None:
+    return next((r.verdict for r in rounds if r.index == index), None)
+
+
+def _tried(rounds: list[Round], base: str, base_round: int | None = None) -> set[str]:
+    norm = {r.instruction.strip().lower() for r in rounds
+            if r.base == base and (base_round is None or r.base_round == base_round)}
+    return norm
+
+
+def critique_photo(req: CritiqueRequest) -> Critique:
+    """Decide whether the photo edit is done and, if not, the next instruction and base image."""
+    v = req.verdict
+    if not v.ok:
+        return Critique(satisfied=True, analysis=f"the verdict is '{v.status}', so there is nothing to act on")
+    findings = _actionable(v)
+    if not findings:
+        return Critique(satisfied=True, analysis=f"No actionable findings. {v.reasoning}".strip())
+    latest, earlier = _split(req)
+    rounds = earlier + ([latest] if latest is not None else [])
+    best = max((r for r in earlier if r.scored), key=lambda r: _score(r.verdict), default=None)
+    if best is not None and _score(v) < _score(best.verdict) - _WORSE_BY and _actionable(best.verdict):
+        action = _from_best(best, rounds, req.instruction)
+    else:
+        action, suggested = _act(findings, req.instruction)
+        if action.base == "current" and latest is not None:
+            action = _check_progress(action, suggested, latest, rounds, v, findings, req.instruction)
+    if action.base == "source" and action.instruction.strip().lower() in _tried(rounds, "source"):
+        # This restart was already made; vary its strength rather than repeat it.
+        gentler = any(f.kind in ("too_strong", "clipping", "artifact") for f in findings)
+        alt = _restart(findings, req.instruction, extra=0.5 if gentler else 2.0)
+        if alt.strip().lower() not in _tried(rounds, "source"):
+            action = Action("source", alt, action.why + " (varied: the same restart was tried)")
+    return Critique(satisfied=False, analysis=action.why, instruction=action.instruction, base=action.base,
+                    info={"finding": findings[0].kind, "findings": [f.kind for f in findings]})
+
+
+def _from_best(best: Round, rounds: list[Round], instruction: str) -> Action:
+    """Go back to the best round and act on its findings, without repeating what was tried from it."""
+    action, suggested = _act(_actionable(best.verdict), instruction)
+    why = f"round {best.index} scored better than the latest; " + action.why
+    if action.base == "source":
+        return Action("source", action.instruction, why)
+    tried = _tried(rounds, "best", best.index) | _tried(rounds, "current", best.index)
+    text = action.instruction
+    if text.strip().lower() in tried:  # that adjustment made things worse: try a smaller step
+        smaller = [op.model_copy(update={"strength": strength_level(op.strength / 2)}) if op.graded else op
+                   for op in suggested]
+        text = render_plan(smaller)
+        if text.strip().lower() in tried:
+            return Action("source", _restart(_actionable(best.verdict), instruction), why + "; restarting instead")
+        why += " with a smaller step"
+    return Action("best", text, why)
+
+
+def _check_progress(action: Action, suggested: list[PhotoOp], latest: Round, rounds: list[Round], v: Verdict,
+                    findings: list[Finding], instruction: str) -> Action:
+    """Escalate a correction that made no progress last round; after two stalls, restart from the source."""
+    before = _round_verdict(rounds, latest.base_round)
+    stalled = [op for op in suggested if _stalled(op, latest, before, v)]
+    if not stalled:
+        return action
+    if any(_streak(op, rounds) >= 2 for op in stalled):
+        return Action("source", _restart(findings, instruction),
+                      f"{action.why.split(';')[0]}; repeated adjustments did not help, restarting from the source")
+    names = {op.op for op in stalled}
+    ops = [op.model_copy(update={"strength": strength_level(min(3.0, op.strength * 2))}) if op.op in names else op
+           for op in suggested]
+    return Action("current", render_plan(ops), f"{action.why}; the same adjustment did not help last round, "
+                                               "so it is stronger now")

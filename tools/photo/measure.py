@@ -1,0 +1,283 @@
+"""Reference-free image measurements for the photo checker: alignment, SSIM, blur/sharpen fits, artifacts.
+
+All functions take float arrays in [0, 1]. Everything is deterministic and uses numpy/scipy/Pillow only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image as PILImage
+from scipy.ndimage import gaussian_filter, laplace, maximum_filter, minimum_filter
+from scipy.optimize import minimize_scalar
+
+from .grammar import PhotoOp
+from .ops import geometry, luma
+
+_C1, _C2 = 0.01 ** 2, 0.03 ** 2
+FIT_SIDE = 256  # blur/sharpen fits run on a central crop of about this size: detail must stay full-resolution
+
+DIHEDRAL = {
+    "identity": lambda a: a, "rotate 90 clockwise": lambda a: np.rot90(a, -1, axes=(0, 1)),
+    "rotate 180": lambda a: np.rot90(a, 2, axes=(0, 1)),
+    "rotate 90 counterclockwise": lambda a: np.rot90(a, 1, axes=(0, 1)),
+    "flip horizontal": lambda a: a[:, ::-1], "flip vertical": lambda a: a[::-1],
+    "transpose": lambda a: np.swapaxes(a, 0, 1),
+    "anti-transpose": lambda a: np.rot90(a, 2, axes=(0, 1)).swapaxes(0, 1),
+}
+_PROBE = np.arange(6).reshape(2, 3)
+
+
+def transform_name(ops: list[PhotoOp]) -> str:
+    """The single dihedral transform that a sequence of rotate/flip ops amounts to."""
+    out = _PROBE
+    for op in ops:
+        out = geometry(out, op)
+    return next(name for name, fn in DIHEDRAL.items() if np.array_equal(fn(_PROBE), out))
+
+
+def accepted_transforms(ops: list[PhotoOp]) -> set[str]:
+    """Transforms that satisfy the ops; a 90/270 rotation without a stated direction may go either way."""
+    variants: list[list[PhotoOp]] = []
+    for op in ops:
+        alt = [op]
+        if op.op == "rotate" and not op.params.get("explicit") and int(op.params["angle"]) in (90, 270):
+            alt.append(op.model_copy(update={"params": {**op.params, "angle": 360 - int(op.params["angle"])}}))
+        variants.append(alt)
+    return {transform_name(list(combo)) for combo in itertools.product(*variants)}
+
+
+def resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Box/bilinear resize of a float image (2-D or RGB) with Pillow, channel by channel."""
+    if a.shape[:2] == (height, width):
+        return a
+    shrink = a.shape[0] >= height and a.shape[1] >= width
+    method = PILImage.Resampling.BOX if shrink else PILImage.Resampling.BILINEAR
+    chans = a[..., None] if a.ndim == 2 else a
+    out = [np.asarray(PILImage.fromarray(np.ascontiguousarray(chans[..., c], dtype=np.float32), "F")
+                      .resize((width, height), method)) for c in range(chans.shape[-1])]
+    res = np.stack(out, axis=-1).astype(np.float32)
+    return res[..., 0] if a.ndim == 2 else res
+
+
+def fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    if den < 1e-9:
+        return 1.0 if float(np.abs(a).max() + np.abs(b).max()) < 1e-6 else 0.0
+    return float((a * b).sum()) / den
+
+
+def geometry_scores(src: np.ndarray, edt: np.ndarray) -> dict[str, float]:
+    """Normalised correlation of the edited luma with each rotation/flip of the source (tone-invariant)."""
+    ys, ye = luma(src), luma(edt)
+    th, tw = fit_size(*ye.shape, 32)
+    te = resize(ye, th, tw)
+    scores: dict[str, float] = {}
+    for name, fn in DIHEDRAL.items():
+        cand = fn(ys)
+        if abs(math.log(cand.shape[0] / cand.shape[1]) - math.log(ye.shape[0] / ye.shape[1])) > 0.03:
+            continue
+        scores[name] = _ncc(resize(np.ascontiguousarray(cand), th, tw), te)
+    return scores
+
+
+@dataclass
+class Aligned:
+    """The source put in the edited image's frame (expected geometry applied), at a common size."""
+
+    src: np.ndarray
+    edt: np.ndarray
+    expected: str
+    detected: str | None
+    scores: dict[str, float] = field(default_factory=dict)
+    resized: bool = False
+
+
+def align(src: np.ndarray, edt: np.ndarray, geo_ops: list[PhotoOp]) -> Aligned:
+    expected_set = accepted_transforms(geo_ops)
+    scores = geometry_scores(src, edt)
+    detected = max(scores, key=lambda k: scores[k]) if scores else None
+    # Prefer an accepted transform unless another one fits clearly better (symmetric images are ambiguous).
+    ok = [n for n in expected_set if n in scores and detected and scores[n] >= scores[detected] - 0.02]
+    expected = ok[0] if ok else sorted(expected_set)[0]
+    if ok:
+        detected = expected
+    # Measure the other edits in the frame the image is actually in, so a wrong rotation is one finding,
+    # not a cascade of misaligned ones.
+    target = np.ascontiguousarray(DIHEDRAL[detected or expected](src))
+    resized = target.shape != edt.shape
+    if resized:
+        edt = resize(edt, target.shape[0], target.shape[1])
+    return Aligned(src=target, edt=edt, expected=expected, detected=detected, scores=scores, resized=resized)
+
+
+# -- SSIM -----------------------------------------------------------------------------------------------------
+
+def _moments(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> tuple[np.ndarray, ...]:
+    mu_a, mu_b = gaussian_filter(a, sigma), gaussian_filter(b, sigma)
+    va = np.maximum(gaussian_filter(a * a, sigma) - mu_a * mu_a, 0.0)
+    vb = np.maximum(gaussian_filter(b * b, sigma) - mu_b * mu_b, 0.0)
+    cov = gaussian_filter(a * b, sigma) - mu_a * mu_b
+    return mu_a, mu_b, va, vb, cov
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM per pixel (Wang et al. 2004, Gaussian window sigma 1.5) of 2-D arrays in [0, 1]."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    mu_a, mu_b, va, vb, cov = _moments(a, b)
+    return ((2 * mu_a * mu_b + _C1) * (2 * cov + _C2)) / ((mu_a ** 2 + mu_b ** 2 + _C1) * (va + vb + _C2))
+
+
+def structure_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM's structure term only: local correlation, blind to brightness and contrast changes."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    _, _, va, vb, cov = _moments(a, b)
+    c3 = _C2 / 2
+    return (cov + c3) / (np.sqrt(va * vb) + c3)
+
+
+def masked_mean(m: np.ndarray, mask: np.ndarray | None) -> float:
+    if mask is None:
+        return float(m.mean())
+    return float(m[mask].mean()) if mask.any() else 1.0
+
+
+# -- blur / sharpen fits --------------------------------------------------------------------------------------
+
+def fit_crop(ys: np.ndarray, ye: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """A central crop for fitting, and the interior where filtering the crop equals filtering the whole image."""
+    crops, inner = [], []
+    for axis in (0, 1):
+        n = ys.shape[axis]
+        size = min(n, FIT_SIDE + 2 * margin)
+        start = (n - size) // 2
+        m = margin if size < n else 0  # uncropped axes share the editor's reflect border: no margin needed
+        crops.append(slice(start, start + size))
+        inner.append(slice(m, size - m))
+    return ys[tuple(crops)], ye[tuple(crops)], (inner[0], inner[1])
+
+
+def _affine_residual(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Residual variance of y after the best y ~ a + b x, and b."""
+    xc, yc = x - x.mean(), y - y.mean()
+    vx = float((xc * xc).mean())
+    if vx < 1e-12:
+        return float((yc * yc).mean()), 0.0
+    b = float((xc * yc).mean()) / vx
+    return float(((yc - b * xc) ** 2).mean()), b
+
+
+def _pred_ssim(x: np.ndarray, e: np.ndarray, inner: tuple[slice, slice]) -> float:
+    """SSIM of edited against its best affine prediction from x: how fully the fitted model explains it."""
+    _, b = _affine_residual(x[inner], e[inner])
+    pred = float(e[inner].mean()) + b * (x - float(x[inner].mean()))
+    return float(ssim_map(np.clip(pred, 0.0, 1.0), e)[inner].mean())
+
+
+def fit_blur(ys: np.ndarray, ye: np.ndarray, sigma0: float) -> tuple[float, float]:
+    """The Gaussian sigma that best explains edited from source (tone changes absorbed), and the SSIM of
+    that explanation."""
+    hi = 4.0 * sigma0
+    s, e, inner = fit_crop(ys.astype(np.float64), ye.astype(np.float64), int(math.ceil(3 * hi)))
+
+    def blurred(sigma: float) -> np.ndarray:
+        return gaussian_filter(s, sigma, mode="reflect") if sigma > 0.05 else s
+
+    def resid(sigma: float) -> float:
+        return _affine_residual(blurred(sigma)[inner], e[inner])[0]
+
+    best = minimize_scalar(resid, bounds=(0.0, hi), method="bounded", options={"xatol": 0.01})
+    sigma = float(best.x) if resid(float(best.x)) < resid(0.0) else 0.0
+    return sigma, _pred_ssim(blurred(sigma), e, inner)
+
+
+def fit_sharpen(ys: np.ndarray, ye: np.ndarray, sigma0: float) -> tuple[float, float]:
+    """Unsharp-mask amount a in edited ~ c + b * (source + a * (source - blur(source))), negative when
+    blurred, and the SSIM of that explanation."""
+    s, e, inner = fit_crop(ys.astype(np.float64), ye.astype(np.float64), int(math.ceil(3 * sigma0)))
+    detail = s - gaussian_filter(s, sigma0, mode="reflect")
+    if float(detail[inner].var()) < 1e-10:
+        return 0.0, 1.0
+    base = s[inner].ravel()
+    design = np.stack([np.ones_like(base), base, detail[inner].ravel()], axis=1)
+    coef, *_ = np.linalg.lstsq(design, e[inner].ravel(), rcond=None)
+    amount = float(coef[2] / coef[1]) if abs(coef[1]) > 1e-3 else 0.0
+    return amount, _pred_ssim(s + amount * detail, e, inner)
+
+
+def detail_level(ys: np.ndarray) -> float:
+    """Std of the source's fine detail; too little and blur/sharpen cannot be measured."""
+    return float((ys - gaussian_filter(ys, 1.0)).std())
+
+
+# -- artifacts ------------------------------------------------------------------------------------------------
+
+def tone_curve_match(ys: np.ndarray, ye: np.ndarray, bins: int = 48) -> np.ndarray:
+    """The source mapped through the median monotone tone curve source->edited (undoes global tone edits)."""
+    edges = np.quantile(ys, np.linspace(0, 1, bins + 1))
+    idx = np.clip(np.searchsorted(edges, ys, side="right") - 1, 0, bins - 1)
+    xs, fs = [], []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            xs.append(float(np.median(ys[sel])))
+            fs.append(float(np.median(ye[sel])))
+    if len(xs) < 2:
+        return ys + (float(ye.mean()) - float(ys.mean()))
+    return np.interp(ys, np.array(xs), np.maximum.accumulate(np.array(fs))).astype(np.float32)
+
+
+def overshoot_fraction(ys_matched: np.ndarray, ye: np.ndarray, mask: np.ndarray, delta: float = 0.04) -> float:
+    """Pixels pushed beyond their source neighbourhood's range: halos and ringing from over-sharpening."""
+    hi = maximum_filter(ys_matched, size=3, mode="nearest") + delta
+    lo = minimum_filter(ys_matched, size=3, mode="nearest") - delta
+    return float(((ye > hi) | (ye < lo))[mask].mean()) if mask.any() else 0.0
+
+
+def noise_ratio(ys_matched: np.ndarray, ye: np.ndarray, mask: np.ndarray) -> float:
+    """High-frequency energy of edited over tone-matched source (>1: amplified noise/detail)."""
+    if not mask.any():
+        return 1.0
+    vs = float(laplace(ys_matched.astype(np.float64))[mask].var())
+    ve = float(laplace(ye.astype(np.float64))[mask].var())
+    return ve / vs if vs > 1e-12 else (1.0 if ve < 1e-12 else 10.0)
+
+
+def histogram_gaps(channel: np.ndarray) -> float:
+    """Fraction of empty 8-bit levels between the 1st and 99th percentile: comb gaps, posterisation."""
+    v = np.clip(np.rint(channel * 255.0), 0, 255).astype(np.int64).ravel()
+    if v.size < 4096:
+        return 0.0
+    lo, hi = np.percentile(v, [1, 99]).astype(int)
+    if hi - lo < 8:
+        return 0.0
+    counts = np.bincount(v, minlength=256)[lo:hi + 1]
+    return float((counts == 0).mean())
+
+
+def clipped_fractions(x: np.ndarray) -> tuple[float, float]:
+    """Fractions of blown (near-white) and crushed (near-black) pixels, where detail is lost."""
+    y = luma(x)
+    return float((y >= 0.99).mean()), float((y <= 0.01).mean())
+
+
+def center_crop(a: np.ndarray, side: int = 512) -> np.ndarray:
+    """A full-resolution central crop: local artifacts need real pixels, not a resize."""
+    h, w = a.shape[:2]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return a[top:top + side, left:left + side]
+
+
+def subsample(a: np.ndarray, max_pixels: int = 400_000) -> np.ndarray:
+    """Every k-th pixel: pixel-wise relations stay exact, unlike a resize."""
+    k = max(1, math.ceil(math.sqrt(a.shape[0] * a.shape[1] / max_pixels)))
+    return a[::k, ::k]
