@@ -1,0 +1,1 @@
+"""The benchmark harness: datasets, runners, metrics and reports. The offline demo lives here too."""

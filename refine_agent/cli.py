@@ -1,0 +1,243 @@
+"""The ``refine-agent`` command line. Commands stay thin; the work happens in the library."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .cli_options import (
+    BaseOpt,
+    ConfigOpt,
+    CriticKV,
+    CriticOpt,
+    EditorKV,
+    EditorOpt,
+    JudgeKV,
+    JudgeOpt,
+    KeepGoingOpt,
+    MaxCallsOpt,
+    MaxCostOpt,
+    MaxPixelsOpt,
+    MaxRoundsOpt,
+    MaxSecondsOpt,
+    OutOpt,
+    PatienceOpt,
+    RefineEditorKV,
+    RefineEditorOpt,
+    RetriesOpt,
+    SeedOpt,
+    ThresholdOpt,
+    TimeoutOpt,
+    config_from_flags,
+)
+from .errors import InputError, RefineAgentError, describe
+
+app = typer.Typer(
+    name="refine-agent",
+    help="Agentic image editing: edit, judge, critique and re-edit until the result is good or the budget "
+         "runs out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+datasets_app = typer.Typer(help="Make datasets for benchmarks and demos.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """One clear line and a non-zero exit for any failure; a traceback only with --debug."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except RefineAgentError as exc:
+        if _state["debug"]:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # a bug, not bad input: say so, and how to see more
+        if _state["debug"]:
+            raise
+        _fail(f"internal error: {describe(exc)} (rerun with --debug for the traceback)", 1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"refine-agent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", envvar="REFINE_AGENT_DEBUG",
+                                        help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, **flags: object) -> None:
+    from .images import load_image
+    from .outputs import write_outputs
+    from .session import build_tools, run_one
+
+    with handled():
+        if not instruction.strip():
+            raise InputError('the instruction is empty; say what to change, e.g. "make the red circle blue"')
+        cfg = config_from_flags(**flags)  # type: ignore[arg-type]
+        src = load_image(source, max_pixels=cfg.max_pixels)
+        given = load_image(edited, max_pixels=cfg.max_pixels) if edited is not None else None
+        tools = build_tools(cfg)
+        out_dir = out or Path("refine-agent-out") / source.stem
+
+        with console.status("refining ...", spinner="dots") as status:
+            def on_round(rnd: object) -> None:
+                v = getattr(rnd, "verdict", None)
+                score = f" overall {v.overall:.2f}" if v is not None and v.overall is not None else ""
+                status.update(f"round {getattr(rnd, 'index', '?')} done{score}; refining ...")
+
+            result = asyncio.run(run_one(cfg, tools, src, instruction, edited=given, sample_id=source.stem,
+                                         on_round=on_round))
+        first = result.trajectory.rounds[0]
+        if first.image is None and result.failure is not None:  # nothing was made: just say why
+            _fail(str(result.failure), result.failure.exit_code)
+        write_outputs(out_dir, result, src, config=cfg.model_dump(mode="json"))
+        from .console import print_summary
+
+        print_summary(console, result.trajectory, str(out_dir))
+        _exit_for(result)
+
+
+def _exit_for(result: object) -> None:
+    """Exit non-zero when there is no usable result; warn when the loop ended early but has one."""
+    traj = result.trajectory  # type: ignore[attr-defined]
+    failure = result.failure  # type: ignore[attr-defined]
+    reason = traj.stop_reason.value
+    if traj.best_round is None:
+        if failure is not None:
+            _fail(str(failure), failure.exit_code)
+        first = traj.rounds[0].verdict if traj.rounds else None
+        why = first.reasoning if first is not None else reason
+        if reason == "judge_unsupported":
+            err_console.print(f"[yellow]warning:[/] the judge could not score the edit: {why}", soft_wrap=True)
+            return
+        _fail(f"no scored result: {why}", 1)
+    if failure is not None:
+        err_console.print(f"[yellow]warning:[/] stopped early ({reason}): {failure}", soft_wrap=True)
+
+
+@app.command()
+def edit(
+    source: Annotated[Path, typer.Argument(help="Image to edit (PNG, JPEG, WebP, ...).")],
+    instruction: Annotated[str, typer.Argument(help='What to change, e.g. "make the red circle blue".')],
+    editor: EditorOpt = None, refine_editor: RefineEditorOpt = None, judge: JudgeOpt = None,
+    critic: CriticOpt = None, editor_opt: EditorKV = None, refine_editor_opt: RefineEditorKV = None,
+    judge_opt: JudgeKV = None, critic_opt: CriticKV = None, max_rounds: MaxRoundsOpt = None,
+    threshold: ThresholdOpt = None, patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
+    max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
+    keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None, out: OutOpt = None,
+    max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
+) -> None:
+    """Edit an image agentically: one-shot edit, then judge, critique and re-edit under a budget."""
+    flags = dict(locals())
+    for key in ("source", "instruction", "out"):
+        flags.pop(key)
+    _run(source, None, instruction, out, **flags)
+
+
+@app.command()
+def refine(
+    source: Annotated[Path, typer.Argument(help="The original image.")],
+    edited: Annotated[Path, typer.Argument(help="An existing edit of it (round 0), e.g. from another system.")],
+    instruction: Annotated[str, typer.Argument(help="The instruction the edit was made for.")],
+    editor: EditorOpt = None, refine_editor: RefineEditorOpt = None, judge: JudgeOpt = None,
+    critic: CriticOpt = None, editor_opt: EditorKV = None, refine_editor_opt: RefineEditorKV = None,
+    judge_opt: JudgeKV = None, critic_opt: CriticKV = None, max_rounds: MaxRoundsOpt = None,
+    threshold: ThresholdOpt = None, patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
+    max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
+    keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None, out: OutOpt = None,
+    max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
+) -> None:
+    """Refine an existing edit over several rounds; the editor (or --refine-editor) does the re-edits."""
+    flags = dict(locals())
+    for key in ("source", "edited", "instruction", "out"):
+        flags.pop(key)
+    _run(source, edited, instruction, out, **flags)
+
+
+@app.command()
+def tools(
+    kind: Annotated[str | None, typer.Option("--kind", help="Only editor, judge or critic.")] = None,
+) -> None:
+    """List the available editors, judges and critics, with their options."""
+    from .tool_listing import print_tools
+
+    with handled():
+        print_tools(console, kind)
+
+
+@app.command()
+def demo(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic samples.")] = 100,
+    seed: Annotated[int, typer.Option(help="Dataset and run seed.")] = 0,
+    max_rounds: Annotated[int, typer.Option(min=0, help="Re-edit rounds after the one-shot.")] = 3,
+    skill: Annotated[float, typer.Option(min=0, max=1, help="sim editor skill (1 never fails).")] = 0.5,
+    judge_noise: Annotated[float, typer.Option(min=0, max=5, help="Seeded noise on verify's scores.")] = 0.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Samples refined at once.")] = 16,
+    baseline: Annotated[bool, typer.Option(help="Also run the resampling baseline (repeat critic).")] = True,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write every trajectory here.")] = None,
+) -> None:
+    """Refine a synthetic set offline (sim editor, verify judge, rule critic) and compare with one-shot."""
+    from benchmarks.demo import run_demo
+
+    with handled():
+        run_demo(console, n=n, seed=seed, max_rounds=max_rounds, skill=skill, noise=judge_noise,
+                 concurrency=concurrency, baseline=baseline, out=out)
+
+
+@datasets_app.command("make")
+def datasets_make(
+    kind: Annotated[str, typer.Argument(help="Dataset to make: synthetic.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 100,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for manifest.jsonl and images/.")] = Path(
+        "synthetic"),
+) -> None:
+    """Write a dataset: DIR/manifest.jsonl (id, source, instruction, category, ...) and its images."""
+    with handled():
+        if kind != "synthetic":
+            raise InputError(f"unknown dataset kind '{kind}'; known: synthetic")
+        from tools.synthetic.generate import write_dataset
+
+        with console.status(f"writing {n} synthetic samples ..."):
+            manifest = write_dataset(out, n, seed)
+        console.print(f"wrote {n} samples to {manifest}")
+
+
+def main() -> None:
+    app(prog_name="refine-agent")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
