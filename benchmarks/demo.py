@@ -23,7 +23,7 @@ from refine_agent.loop import refine
 from refine_agent.outputs import write_json, write_outputs
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime
-from refine_agent.types import Trajectory
+from refine_agent.types import JudgeRequest, Trajectory, Verdict
 from tools.synthetic.generate import SyntheticSample, iter_samples
 
 
@@ -31,6 +31,7 @@ from tools.synthetic.generate import SyntheticSample, iter_samples
 class Outcome:
     sample: SyntheticSample
     trajectory: Trajectory
+    exact: tuple[Verdict, Verdict] | None = None  # round 0 and best round by the exact evaluation judge
 
 
 @dataclass
@@ -40,23 +41,28 @@ class DemoRun:
     seconds: float = 0.0
 
 
-def _passed(traj: Trajectory, final: bool) -> bool:
-    r = traj.best if final else traj.one_shot
-    return bool(r is not None and r.verdict is not None and r.verdict.passed)
+def _verdict(o: Outcome, final: bool, exact: bool = False) -> Verdict | None:
+    if exact:
+        return None if o.exact is None else o.exact[int(final)]
+    r = o.trajectory.best if final else o.trajectory.one_shot
+    return None if r is None else r.verdict
 
 
-def _overall(traj: Trajectory, final: bool) -> float | None:
-    r = traj.best if final else traj.one_shot
-    return None if r is None or r.verdict is None else r.verdict.overall
+def _passed(o: Outcome, final: bool, exact: bool = False) -> bool:
+    v = _verdict(o, final, exact)
+    return bool(v is not None and v.passed)
 
 
-def summarise(outcomes: list[Outcome], final: bool) -> dict[str, Any]:
+def summarise(outcomes: list[Outcome], final: bool, exact: bool = False) -> dict[str, Any]:
+    """Pass rate and mean overall of round 0 (``final=False``) or the best round, by the loop judge or,
+    with ``exact``, by the exact evaluation judge."""
     trajs = [o.trajectory for o in outcomes]
-    scores = [s for s in (_overall(t, final) for t in trajs) if s is not None]
+    verdicts = [_verdict(o, final, exact) for o in outcomes]
+    scores = [v.overall for v in verdicts if v is not None and v.overall is not None]
     n = len(trajs)
     return {
         "n": n,
-        "pass_rate": sum(_passed(t, final) for t in trajs) / n if n else 0.0,
+        "pass_rate": sum(_passed(o, final, exact) for o in outcomes) / n if n else 0.0,
         "mean_overall": sum(scores) / len(scores) if scores else None,
         "scored": len(scores),
         "mean_rounds": (sum(len(t.rounds) - 1 for t in trajs) / n if n else 0.0) if final else 0.0,
@@ -67,9 +73,14 @@ def summarise(outcomes: list[Outcome], final: bool) -> dict[str, Any]:
 async def run_set(samples: list[SyntheticSample], *, critic: str, max_rounds: int, skill: float, noise: float,
                   seed: int, concurrency: int, on_done: Callable[[Outcome], None] | None = None,
                   out: Path | None = None) -> DemoRun:
-    """Refine every sample, ``concurrency`` at a time, under one runtime (shared tool limits)."""
+    """Refine every sample, ``concurrency`` at a time, under one runtime (shared tool limits).
+
+    With a noisy loop judge, round 0 and the chosen round are also scored by the exact verifier, so the
+    report can show how much of the measured gain is real.
+    """
     editor = create_tool("editor", "sim", {"skill": skill})
     judge = create_tool("judge", "verify", {"noise": noise})
+    exact_judge = create_tool("judge", "verify") if noise > 0 else None
     critic_tool = create_tool("critic", critic)
     runtime = Runtime()
     gate = asyncio.Semaphore(concurrency)
@@ -84,6 +95,12 @@ async def run_set(samples: list[SyntheticSample], *, critic: str, max_rounds: in
             if out is not None:
                 await asyncio.to_thread(write_outputs, out / critic / sample.id, result, source)
             outcome = Outcome(sample, result.trajectory)
+            best = result.trajectory.best
+            if exact_judge is not None and best is not None:
+                pair = [await exact_judge.judge(JudgeRequest(source=source, edited=result.image(i),
+                                                             instruction=sample.instruction, seed=seed))
+                        for i in (0, best.index)]
+                outcome.exact = (pair[0], pair[1])
             run.outcomes.append(outcome)
             if on_done is not None:
                 on_done(outcome)
@@ -113,7 +130,7 @@ def run_demo(console: Console, *, n: int = 100, seed: int = 0, max_rounds: int =
 
             def done(o: Outcome, task: Any = task) -> None:
                 t = progress.tasks[task]
-                progress.update(task, advance=1, passed=t.fields["passed"] + _passed(o.trajectory, True),
+                progress.update(task, advance=1, passed=t.fields["passed"] + _passed(o, True),
                                 calls=t.fields["calls"] + o.trajectory.usage.total_calls)
 
             runs.append(asyncio.run(run_set(samples, critic=critic, max_rounds=max_rounds, skill=skill, noise=noise,
@@ -164,12 +181,19 @@ def _report(console: Console, runs: list[DemoRun], **settings: Any) -> dict[str,
         f"[bold]Pass rate {_pct(one['pass_rate'])} -> {_pct(refined['pass_rate'])}[/] "
         f"({100 * (refined['pass_rate'] - one['pass_rate']):+.0f} points); mean overall "
         f"{one['mean_overall']:.2f} -> {refined['mean_overall']:.2f}.")
-    noisy = settings["noise"] > 0
+    if settings["noise"] > 0:
+        a, b = summarise(main.outcomes, False, exact=True), summarise(main.outcomes, True, exact=True)
+        summary["exact"] = {"one_shot": a, "rule": b}
+        console.print(
+            f"[bold]Scored by the exact verifier instead:[/] pass rate {_pct(a['pass_rate'])} -> "
+            f"{_pct(b['pass_rate'])} ({100 * (b['pass_rate'] - a['pass_rate']):+.0f} points); mean overall "
+            f"{a['mean_overall']:.2f} -> {b['mean_overall']:.2f}. The difference from the line above is how far "
+            "the noisy loop judge's own numbers are from the truth.")
     console.print(
-        "[dim]The loop judge is also the evaluation judge here. verify is "
-        + ("given seeded noise, so picking the best of noisy scores inflates the gain."
-           if noisy else "exact on synthetic scenes (noise 0), so this measures the policy, not judge noise; "
-           "try --judge-noise 1.5 to see a noisy judge inflate it.")
+        "[dim]The loop judge is also the evaluation judge in the tables above. verify is "
+        + (f"given seeded noise (std {settings['noise']})." if settings["noise"] > 0
+           else "exact on synthetic scenes (noise 0), so this measures the policy, not judge noise; "
+           "try --judge-noise 1.5 to compare a noisy judge's numbers with the exact ones.")
         + " sim is a simulated editor: the numbers describe the simulation, not any real model.[/]")
     summary["eval_judge_is_loop_judge"] = True
     return summary

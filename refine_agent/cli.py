@@ -7,37 +7,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from . import __version__
-from .cli_options import (
-    BaseOpt,
-    ConfigOpt,
-    CriticKV,
-    CriticOpt,
-    EditorKV,
-    EditorOpt,
-    JudgeKV,
-    JudgeOpt,
-    KeepGoingOpt,
-    MaxCallsOpt,
-    MaxCostOpt,
-    MaxPixelsOpt,
-    MaxRoundsOpt,
-    MaxSecondsOpt,
-    OutOpt,
-    PatienceOpt,
-    RefineEditorKV,
-    RefineEditorOpt,
-    RetriesOpt,
-    SeedOpt,
-    ThresholdOpt,
-    TimeoutOpt,
-    config_from_flags,
-)
+from .cli_options import OutOpt, config_from_flags, with_run_options
 from .errors import InputError, RefineAgentError, describe
 
 app = typer.Typer(
@@ -148,41 +124,27 @@ def _exit_for(result: object) -> None:
 
 
 @app.command()
+@with_run_options
 def edit(
     source: Annotated[Path, typer.Argument(help="Image to edit (PNG, JPEG, WebP, ...).")],
     instruction: Annotated[str, typer.Argument(help='What to change, e.g. "make the red circle blue".')],
-    editor: EditorOpt = None, refine_editor: RefineEditorOpt = None, judge: JudgeOpt = None,
-    critic: CriticOpt = None, editor_opt: EditorKV = None, refine_editor_opt: RefineEditorKV = None,
-    judge_opt: JudgeKV = None, critic_opt: CriticKV = None, max_rounds: MaxRoundsOpt = None,
-    threshold: ThresholdOpt = None, patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
-    max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
-    keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None, out: OutOpt = None,
-    max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
+    out: OutOpt = None,
+    **flags: Any,
 ) -> None:
     """Edit an image agentically: one-shot edit, then judge, critique and re-edit under a budget."""
-    flags = dict(locals())
-    for key in ("source", "instruction", "out"):
-        flags.pop(key)
     _run(source, None, instruction, out, **flags)
 
 
 @app.command()
+@with_run_options
 def refine(
     source: Annotated[Path, typer.Argument(help="The original image.")],
     edited: Annotated[Path, typer.Argument(help="An existing edit of it (round 0), e.g. from another system.")],
     instruction: Annotated[str, typer.Argument(help="The instruction the edit was made for.")],
-    editor: EditorOpt = None, refine_editor: RefineEditorOpt = None, judge: JudgeOpt = None,
-    critic: CriticOpt = None, editor_opt: EditorKV = None, refine_editor_opt: RefineEditorKV = None,
-    judge_opt: JudgeKV = None, critic_opt: CriticKV = None, max_rounds: MaxRoundsOpt = None,
-    threshold: ThresholdOpt = None, patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
-    max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
-    keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None, out: OutOpt = None,
-    max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
+    out: OutOpt = None,
+    **flags: Any,
 ) -> None:
     """Refine an existing edit over several rounds; the editor (or --refine-editor) does the re-edits."""
-    flags = dict(locals())
-    for key in ("source", "edited", "instruction", "out"):
-        flags.pop(key)
     _run(source, edited, instruction, out, **flags)
 
 

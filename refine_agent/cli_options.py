@@ -6,8 +6,10 @@ a ``REFINE_AGENT_*`` environment variable.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -21,14 +23,14 @@ RUN = "Run"
 
 EditorOpt = Annotated[str | None, typer.Option(
     "--editor", "-e", envvar="REFINE_AGENT_EDITOR", rich_help_panel=TOOLS,
-    help="Editor spec: sim, classic, provider:model or my_pkg.module:MyEditor [default: sim]")]
+    help="Editor spec: sim, classic, provider:model or my_pkg.module:MyEditor \\[default: sim]")]
 RefineEditorOpt = Annotated[str | None, typer.Option(
     "--refine-editor", envvar="REFINE_AGENT_REFINE_EDITOR", rich_help_panel=TOOLS,
     help="Editor for re-edits, if not the editor (RE-Edit style: a fixed executor refines another's edit)")]
 JudgeOpt = Annotated[str | None, typer.Option(
-    "--judge", "-j", envvar="REFINE_AGENT_JUDGE", rich_help_panel=TOOLS, help="Judge spec [default: verify]")]
+    "--judge", "-j", envvar="REFINE_AGENT_JUDGE", rich_help_panel=TOOLS, help="Judge spec \\[default: verify]")]
 CriticOpt = Annotated[str | None, typer.Option(
-    "--critic", "-c", envvar="REFINE_AGENT_CRITIC", rich_help_panel=TOOLS, help="Critic spec [default: rule]")]
+    "--critic", "-c", envvar="REFINE_AGENT_CRITIC", rich_help_panel=TOOLS, help="Critic spec \\[default: rule]")]
 EditorKV = Annotated[list[str] | None, typer.Option(
     "--editor-opt", "-E", rich_help_panel=TOOLS, help="Editor option key=value (repeatable), e.g. -E skill=0.8")]
 RefineEditorKV = Annotated[list[str] | None, typer.Option(
@@ -39,7 +41,7 @@ CriticKV = Annotated[list[str] | None, typer.Option(
     "--critic-opt", "-C", rich_help_panel=TOOLS, help="Critic option key=value (repeatable)")]
 MaxRoundsOpt = Annotated[int | None, typer.Option(
     "--max-rounds", envvar="REFINE_AGENT_MAX_ROUNDS", min=0, rich_help_panel=LOOP,
-    help="Re-edit rounds after the one-shot round 0 (0 = one-shot only) [default: 3]")]
+    help="Re-edit rounds after the one-shot round 0 (0 = one-shot only) \\[default: 3]")]
 ThresholdOpt = Annotated[float | None, typer.Option(
     "--threshold", envvar="REFINE_AGENT_THRESHOLD", min=0, max=10, rich_help_panel=LOOP,
     help="Stop once the overall score reaches this (0-10)")]
@@ -59,18 +61,47 @@ KeepGoingOpt = Annotated[bool, typer.Option(
     "--keep-going", rich_help_panel=LOOP, help="Do not stop when the judge passes the edit; go on until the "
     "critic is satisfied or the budget runs out")]
 SeedOpt = Annotated[int | None, typer.Option(
-    "--seed", envvar="REFINE_AGENT_SEED", rich_help_panel=RUN, help="Run seed [default: 0]")]
+    "--seed", envvar="REFINE_AGENT_SEED", rich_help_panel=RUN, help="Run seed \\[default: 0]")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", envvar="REFINE_AGENT_CONFIG", rich_help_panel=RUN, help="Run config file (.yaml, .toml or .json)")]
 OutOpt = Annotated[Path | None, typer.Option(
     "--out", "-o", envvar="REFINE_AGENT_OUT", rich_help_panel=RUN,
-    help="Output directory [default: refine-agent-out/<source name>]")]
+    help="Output directory \\[default: refine-agent-out/<source name>]")]
 MaxPixelsOpt = Annotated[int | None, typer.Option(
     "--max-pixels", rich_help_panel=RUN, help="Largest image accepted, in pixels (decompression-bomb guard)")]
 TimeoutOpt = Annotated[float | None, typer.Option(
     "--timeout", rich_help_panel=RUN, help="Per-call timeout in seconds")]
 RetriesOpt = Annotated[int | None, typer.Option(
     "--max-attempts", min=1, rich_help_panel=RUN, help="Attempts per tool call for transient errors")]
+
+
+def _run_options(
+    editor: EditorOpt = None, refine_editor: RefineEditorOpt = None, judge: JudgeOpt = None,
+    critic: CriticOpt = None, editor_opt: EditorKV = None, refine_editor_opt: RefineEditorKV = None,
+    judge_opt: JudgeKV = None, critic_opt: CriticKV = None, max_rounds: MaxRoundsOpt = None,
+    threshold: ThresholdOpt = None, patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
+    max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
+    keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None,
+    max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
+) -> None:
+    """The options every run command takes; ``with_run_options`` copies them onto a command."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_run_options(command: F) -> F:
+    """Add the shared run options to a command's signature; the command receives them as ``**flags``.
+
+    One list of options for ``edit``, ``refine`` and the commands that follow, so they cannot drift.
+    """
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = list(inspect.signature(_run_options, eval_str=True).parameters.values())
+    params = own + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared]
+    command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
 
 
 def _tool(data: dict[str, Any], key: str, spec: str | None, kv: list[str] | None) -> None:

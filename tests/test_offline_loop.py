@@ -74,3 +74,14 @@ async def test_the_demo_numbers_on_100_samples() -> None:
     assert 0.40 <= one["pass_rate"] <= 0.75
     assert refined["pass_rate"] - one["pass_rate"] >= 0.15
     assert refined["mean_overall"] > one["mean_overall"]
+
+
+async def test_a_noisy_loop_judge_is_also_scored_by_the_exact_verifier() -> None:
+    samples = list(iter_samples(12, seed=0))
+    run = await run_set(samples, critic="rule", max_rounds=2, skill=0.5, noise=2.0, seed=0, concurrency=4)
+    assert all(o.exact is not None for o in run.outcomes)
+    exact = summarise(run.outcomes, final=True, exact=True)
+    noisy = summarise(run.outcomes, final=True)
+    assert exact["n"] == noisy["n"] == 12 and exact["mean_overall"] != noisy["mean_overall"]
+    exact_v = run.outcomes[0].exact[1]  # type: ignore[index]
+    assert exact_v.info["noise"] == 0.0 and exact_v.ok
