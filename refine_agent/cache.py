@@ -19,6 +19,39 @@ class Cache(Protocol):
     async def put(self, key: str, value: Any) -> None: ...
 
 
+def canonical(value: Any) -> Any:
+    """A JSON value that represents ``value`` exactly and the same way in every process.
+
+    Images become their content hash, arrays a hash of their bytes, sets a sorted list and pydantic models
+    their JSON dump. Anything else is refused: a key built from ``str()`` of an object would be unstable.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    sha = getattr(value, "sha256", None)
+    if isinstance(sha, str):  # an Image
+        return {"image": sha}
+    if hasattr(value, "model_dump"):
+        return canonical(value.model_dump(mode="json"))
+    if hasattr(value, "dtype") and hasattr(value, "tobytes"):  # numpy scalars and arrays
+        if getattr(value, "ndim", 1) == 0:
+            return canonical(value.item())
+        digest = hashlib.sha256(value.tobytes()).hexdigest()
+        return {"ndarray": digest, "shape": list(value.shape), "dtype": str(value.dtype)}
+    if hasattr(value, "value") and type(value).__module__ != "builtins":  # enums
+        return canonical(value.value)
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise TypeError(f"cannot build a cache key from a {type(value).__name__}; give JSON-like values")
+
+
 def cache_key(identity: dict[str, Any], op: str, *, images: list[str], text: str, seed: int,
               extra: dict[str, Any] | None = None) -> str:
     """A stable key: the same tool, params, inputs and seed always map to the same key."""
@@ -30,7 +63,7 @@ def cache_key(identity: dict[str, Any], op: str, *, images: list[str], text: str
         "seed": seed,
         "extra": extra or {},
     }
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(canonical(payload), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -160,12 +163,34 @@ def _high_depth_to_uint8(img: PILImage.Image) -> np.ndarray:
     return np.clip((arr * 255 + peak // 2) // peak, 0, 255).astype(np.uint8)
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow open images up to twice ``max_pixels`` when the user raised the limit above its default.
+
+    Pillow refuses images above twice its own MAX_IMAGE_PIXELS before we can apply ours; that global is
+    raised only for the duration of the open, under a lock, and only when asked for.
+    """
+    default = PILImage.MAX_IMAGE_PIXELS
+    if default is None or max_pixels <= default:
+        yield
+        return
+    with _PIL_LIMIT_LOCK:
+        PILImage.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = default
+
+
 def decode_image(data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     """Decode image bytes into an Image, raising InputError with one clear line on bad input."""
     if not data:
         raise InputError(f"{name} is empty (0 bytes); pass a PNG, JPEG or WebP image")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit(max_pixels):
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
             img = PILImage.open(io.BytesIO(data))
             w, h = img.size

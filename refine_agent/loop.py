@@ -31,6 +31,7 @@ from .types import (
     StopReason,
     Trajectory,
     Verdict,
+    best_round_index,
 )
 
 
@@ -49,18 +50,6 @@ def derive_seed(run_seed: int, sample_id: str, round_index: int, role: str) -> i
     """A 63-bit seed from (run seed, sample, round, role), stable across processes and platforms."""
     digest = hashlib.sha256(f"{run_seed}|{sample_id}|{round_index}|{role}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-def round_key(r: Round) -> tuple[bool, float, int]:
-    """Ordering for 'best round': passing first, then higher overall, then the earlier round."""
-    v = r.verdict
-    assert v is not None
-    return (v.passed is True, v.overall if v.overall is not None else -1.0, -r.index)
-
-
-def best_round_index(rounds: list[Round]) -> int | None:
-    scored = [r for r in rounds if r.scored]
-    return max(scored, key=round_key).index if scored else None
 
 
 @dataclass
@@ -89,7 +78,8 @@ class _Loop:
 
     def __init__(self, *, source: Image, instruction: str, editor: Any, refine_editor: Any, judge: Any,
                  critic: Any, budget: Budget, policy: LoopPolicy, seed: int, sample_id: str, runtime: Runtime,
-                 bank: ImageBank, context: dict[str, Any], on_round: RoundCallback | None) -> None:
+                 bank: ImageBank, context: dict[str, Any], on_round: RoundCallback | None,
+                 mask: Image | None = None) -> None:
         self.source = source
         self.instruction = instruction
         self.editor = editor
@@ -103,6 +93,7 @@ class _Loop:
         self.runtime = runtime
         self.bank = bank
         self.context = context
+        self.mask = mask
         self.on_round = on_round
         self.tracker = BudgetTracker(budget)
         self.rounds: list[Round] = []
@@ -128,8 +119,7 @@ class _Loop:
     async def edit(self, rnd: Round, editor: Any, base_image: Image) -> None:
         seed = self._seed(rnd.index, "edit")
         rnd.seed = seed
-        req = EditRequest(image=base_image, instruction=rnd.instruction, seed=seed, source=self.source,
-                          context=self.context)
+        req = EditRequest(image=base_image, instruction=rnd.instruction, seed=seed, source=self.source)
         key = cache_key(tool_identity(editor), "edit", images=[base_image.sha256, self.source.sha256],
                         text=rnd.instruction, seed=seed)
         try:
@@ -145,9 +135,9 @@ class _Loop:
         edited = self.bank.get(rnd.image)
         seed = self._seed(rnd.index, "judge")
         req = JudgeRequest(source=self.source, edited=edited, instruction=self.instruction, seed=seed,
-                           context=self.context)
-        key = cache_key(tool_identity(self.judge), "judge", images=[self.source.sha256, edited.sha256],
-                        text=self.instruction, seed=seed)
+                           mask=self.mask, context=self.context)
+        key = cache_key(tool_identity(self.judge), "judge", images=self._judged(edited), text=self.instruction,
+                        seed=seed, extra={"context": self.context} if self.context else None)
         try:
             verdict: Verdict = await self._call("judge", self.judge, lambda: self.judge.judge(req), key, rnd,
                                                 "judge")
@@ -156,16 +146,23 @@ class _Loop:
             self.failure = exc
         rnd.verdict = verdict
 
+    def _judged(self, edited: Image) -> list[str]:
+        """Image hashes a judgment depends on: source, edited and (if any) the judging mask."""
+        return [self.source.sha256, edited.sha256] + ([self.mask.sha256] if self.mask is not None else [])
+
     async def critique(self, rnd: Round) -> Critique | None:
         assert rnd.image is not None and rnd.verdict is not None
         edited = self.bank.get(rnd.image)
         seed = self._seed(rnd.index, "critic")
         history = [r.model_copy() for r in self.rounds]
         req = CritiqueRequest(source=self.source, edited=edited, instruction=self.instruction,
-                              verdict=rnd.verdict, history=history, seed=seed, context=self.context)
-        trail = [(r.instruction, r.image, r.verdict.overall if r.verdict else None) for r in self.rounds]
-        key = cache_key(tool_identity(self.critic), "critique", images=[self.source.sha256, edited.sha256],
-                        text=self.instruction, seed=seed, extra={"history": trail})
+                              verdict=rnd.verdict, history=history, seed=seed, mask=self.mask, context=self.context)
+        # Everything the critic reads, minus timings: the verdicts in full, so a different judge never gets a
+        # critique cached for another judge's verdicts.
+        trail = [r.model_dump(mode="json", include={"index", "instruction", "base", "base_round", "image", "verdict",
+                                                   "critique", "error"}) for r in self.rounds]
+        key = cache_key(tool_identity(self.critic), "critique", images=self._judged(edited), text=self.instruction,
+                        seed=seed, extra={"history": trail, "context": self.context})
         try:
             critique = await self._call("critic", self.critic, lambda: self.critic.critique(req), key, rnd,
                                         "critique")
@@ -238,6 +235,7 @@ class _Loop:
                 return stop
             last = self.rounds[-1]
             critique = await self.critique(last)
+            await self.finish_round(last)  # the round's record changed: it now carries its critique
             if critique is None:
                 return StopReason.critic_failed
             if critique.satisfied:
@@ -271,13 +269,16 @@ async def refine(
     runtime: Runtime | None = None,
     bank: ImageBank | None = None,
     context: dict[str, Any] | None = None,
+    mask: Image | None = None,
     on_round: RoundCallback | None = None,
 ) -> RefineResult:
     """Refine one edit. Round 0 is ``editor``'s one-shot edit of ``source``, or ``edited`` when given.
 
     Re-edits use ``refine_editor`` (default: ``editor``). The result's best round is chosen by the loop
     judge and is never worse than round 0. Tool failures are recorded in the rounds, never raised, except
-    for invalid arguments.
+    for invalid arguments. ``context`` (e.g. a dataset's rationale) and ``mask`` (a judging mask, as in
+    RefEdit-Bench) go to the judge and the critic, never to the editor. ``on_round`` is called each time a
+    round's record changes: when it is judged, and again when its critique arrives.
     """
     instruction = (instruction or "").strip()
     if not instruction:
@@ -298,7 +299,7 @@ async def refine(
 
     loop = _Loop(source=source, instruction=instruction, editor=editor, refine_editor=refine_editor, judge=judge,
                  critic=critic, budget=budget, policy=policy, seed=seed, sample_id=sample_id, runtime=runtime,
-                 bank=bank, context=dict(context or {}), on_round=on_round)
+                 bank=bank, context=dict(context or {}), on_round=on_round, mask=mask)
     start = time.perf_counter()
     stop = await loop.run(edited)
     usage = loop.tracker.usage

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -18,11 +20,22 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from .budget import BudgetTracker
 from .cache import Cache, MemoryCache
-from .errors import ToolCallFailed, ToolError, TransientToolError, describe
+from .errors import PermanentToolError, ToolCallFailed, ToolError, TransientToolError, describe
 from .protocols import tool_capacity
-from .types import CallRecord, ToolKind, Usage
+from .types import CallRecord, Critique, EditResult, ToolKind, Usage, Verdict
 
 T = TypeVar("T")
+RESULT_TYPES: dict[str, type] = {"editor": EditResult, "judge": Verdict, "critic": Critique}
+_ATTEMPT: ContextVar[int] = ContextVar("refine_agent_attempt", default=1)
+
+
+def current_attempt() -> int:
+    """The attempt number (1, 2, ...) of the tool call running in this task.
+
+    Tools that simulate or seed per attempt read it instead of keeping counters, so their behaviour does
+    not depend on what ran before or alongside them.
+    """
+    return _ATTEMPT.get()
 
 
 class RetryPolicy(BaseModel):
@@ -69,6 +82,15 @@ class RuntimeStats:
     cost_usd: float = 0.0
 
 
+_Limit = tuple[object, asyncio.Semaphore]  # the tool (kept alive, so its id stays unique) and its semaphore
+
+
+@dataclass
+class _Timing:
+    queued: float = 0.0  # waiting for a capacity slot
+    service: float = 0.0  # holding one
+
+
 @dataclass
 class CallOutcome(Generic[T]):
     value: T
@@ -76,7 +98,10 @@ class CallOutcome(Generic[T]):
 
 
 def is_transient(tool: object, exc: BaseException) -> bool:
-    """Retry only what may succeed next time. Unknown exceptions are permanent: never retry everything."""
+    """Retry only what may succeed next time. Unknown exceptions are permanent: never retry everything.
+    Cancellation and other BaseExceptions are never retried, whatever a tool's hook says."""
+    if not isinstance(exc, Exception):
+        return False
     hook = getattr(tool, "is_transient", None)
     if callable(hook):
         verdict = hook(exc)
@@ -95,7 +120,9 @@ class Runtime:
         self.config = config or RuntimeConfig()
         self.cache: Cache | None = cache if cache is not None else (MemoryCache() if self.config.cache else None)
         self.stats = RuntimeStats()
-        self._limiters: dict[int, tuple[object, asyncio.Semaphore]] = {}
+        # Semaphores belong to an event loop, so limiters are kept per loop (a Runtime may serve several).
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Limit]] = (
+            weakref.WeakKeyDictionary())
         self._listeners: list[Callable[[RuntimeEvent], None]] = []
         self._sleep = sleep or asyncio.sleep
         self._jitter_rng = random.Random(rng_seed)
@@ -110,11 +137,12 @@ class Runtime:
 
     # -- limiter ----------------------------------------------------------------------------------------
     def limiter(self, tool: object) -> asyncio.Semaphore:
-        """One semaphore per tool instance, sized by the tool's capacity."""
-        entry = self._limiters.get(id(tool))
+        """One semaphore per tool instance (and event loop), sized by the tool's capacity."""
+        per_loop = self._limiters.setdefault(asyncio.get_running_loop(), {})
+        entry = per_loop.get(id(tool))
         if entry is None or entry[0] is not tool:
             entry = (tool, asyncio.Semaphore(tool_capacity(tool)))
-            self._limiters[id(tool)] = entry
+            per_loop[id(tool)] = entry
         return entry[1]
 
     # -- retries ----------------------------------------------------------------------------------------
@@ -127,15 +155,20 @@ class Runtime:
         backoff = policy.initial_wait * (2 ** max(0, state.attempt_number - 1))
         return min(policy.max_wait, backoff) + self._jitter_rng.uniform(0, policy.jitter)
 
-    async def _attempt(self, tool: object, invoke: Callable[[], Awaitable[T]]) -> T:
+    async def _attempt(self, tool: object, invoke: Callable[[], Awaitable[T]], timing: _Timing) -> T:
         timeout = self.config.timeout_s
+        asked = time.perf_counter()
         async with self.limiter(tool):
-            if timeout is None:
-                return await invoke()
+            granted = time.perf_counter()
+            timing.queued += granted - asked
             try:
+                if timeout is None:
+                    return await invoke()
                 return await asyncio.wait_for(invoke(), timeout)
             except asyncio.TimeoutError:
                 raise ToolTimeout(f"no answer within {timeout:g}s") from None
+            finally:
+                timing.service += time.perf_counter() - granted
 
     # -- the call ---------------------------------------------------------------------------------------
     async def call(self, kind: ToolKind, tool: Any, invoke: Callable[[], Awaitable[T]], *,
@@ -157,6 +190,8 @@ class Runtime:
                 return CallOutcome(hit, record)
 
         attempts = 0
+        timing = _Timing()
+        expected = RESULT_TYPES.get(kind)
         start = time.perf_counter()
         self.stats.in_flight += 1
         self._emit(RuntimeEvent("start", kind, name))
@@ -179,10 +214,18 @@ class Runtime:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    value = await self._attempt(tool, invoke)
+                    token = _ATTEMPT.set(attempts)
+                    try:
+                        value = await self._attempt(tool, invoke, timing)
+                    finally:
+                        _ATTEMPT.reset(token)
+                    if expected is not None and not isinstance(value, expected):
+                        raise PermanentToolError(f"{kind} '{name}' returned a {type(value).__name__}, "
+                                                 f"not a {expected.__name__}")
         except Exception as exc:
             seconds = time.perf_counter() - start
-            record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, error=describe(exc))
+            record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, error=describe(exc),
+                                service_s=timing.service, queued_s=timing.queued)
             self._account(kind, record, tracker)
             self.stats.failures += 1
             self._emit(RuntimeEvent("fail", kind, name, seconds=seconds, attempt=attempts,
@@ -193,7 +236,8 @@ class Runtime:
 
         seconds = time.perf_counter() - start
         usage = getattr(value, "usage", None) or Usage()
-        record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, usage=usage)
+        record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, usage=usage,
+                            service_s=timing.service, queued_s=timing.queued)
         self._account(kind, record, tracker)
         if key is not None and self.cache is not None:
             await self.cache.put(key, value)

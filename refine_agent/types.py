@@ -45,7 +45,8 @@ class UsageTotals(BaseModel):
     failed_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # what the results cost, counted against budgets (cached ones too)
+    cached_cost_usd: float = 0.0  # the part of cost_usd served from the cache: not paid again
 
     def add_call(self, kind: str, usage: Usage, *, cached: bool = False, attempts: int = 1,
                  failed: bool = False) -> None:
@@ -56,6 +57,8 @@ class UsageTotals(BaseModel):
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
         self.cost_usd += usage.cost_usd
+        if cached:
+            self.cached_cost_usd += usage.cost_usd
 
     def merge(self, other: UsageTotals) -> None:
         for kind, n in other.calls.items():
@@ -66,6 +69,7 @@ class UsageTotals(BaseModel):
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cost_usd += other.cost_usd
+        self.cached_cost_usd += other.cached_cost_usd
 
     @property
     def total_calls(self) -> int:
@@ -179,6 +183,7 @@ class CritiqueRequest(_Request):
     verdict: Verdict
     history: list[Round]
     seed: int
+    mask: Image | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -200,11 +205,14 @@ class Critique(BaseModel):
 
 
 class CallRecord(BaseModel):
-    """One tool call as the runtime saw it."""
+    """One tool call as the runtime saw it. ``seconds`` is wall time from asking to answer, including
+    waiting for a capacity slot (``queued_s``) and retry backoff; ``service_s`` is time holding a slot."""
 
     kind: ToolKind
     tool: str
     seconds: float
+    service_s: float = 0.0
+    queued_s: float = 0.0
     attempts: int = 1
     cached: bool = False
     usage: Usage = Field(default_factory=Usage)
@@ -235,6 +243,19 @@ class Round(BaseModel):
     @property
     def scored(self) -> bool:
         return self.image is not None and self.verdict is not None and self.verdict.ok
+
+
+def round_key(r: Round) -> tuple[bool, float, int]:
+    """Ordering for 'best round' by the loop judge: passing first, then higher overall, then earlier."""
+    v = r.verdict
+    assert v is not None
+    return (v.passed is True, v.overall if v.overall is not None else -1.0, -r.index)
+
+
+def best_round_index(rounds: list[Round]) -> int | None:
+    """The best scored round, or None when no round has an ok verdict."""
+    scored = [r for r in rounds if r.scored]
+    return max(scored, key=round_key).index if scored else None
 
 
 class StopReason(str, Enum):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from refine_agent.errors import TransientToolError
 from refine_agent.protocols import ToolBase
+from refine_agent.runtime import current_attempt
 
 
 class SimOptions(BaseModel):
@@ -40,21 +41,16 @@ class SimulatedTool(ToolBase):
 
     runtime_only_options: ClassVar[frozenset[str]] = SIM_OPTION_NAMES
 
-    def __init__(self, options: BaseModel | dict | None = None, **kwargs: object) -> None:
-        super().__init__(options, **kwargs)
-        self._attempts: dict[object, int] = {}
-
-    async def simulate(self, call_key: object) -> None:
+    async def simulate(self, *call_key: object) -> None:
         """Hold the caller's capacity slot for ``latency_ms``, then maybe fail transiently.
 
-        Failures are seeded by (call key, attempt number), so a retry can succeed and a rerun fails the
-        same way.
+        Failures are seeded by (tool, call key, attempt number), where the call key names the request (its
+        seed and inputs) and the runtime supplies the attempt: a retry can succeed, a rerun fails the same
+        way, and nothing depends on what else ran before or alongside.
         """
         opts = self.options
-        attempt = self._attempts.get(call_key, 0)
-        self._attempts[call_key] = attempt + 1
         if opts.latency_ms > 0:  # type: ignore[attr-defined]
             await asyncio.sleep(opts.latency_ms / 1000.0)  # type: ignore[attr-defined]
-        if opts.fail_rate > 0 and rng_for("fail", self.name, call_key, attempt).random() < opts.fail_rate:  # type: ignore[attr-defined]
-            raise TransientToolError(f"simulated transient failure of {self.name} (attempt {attempt + 1})")
-        self._attempts.pop(call_key, None)
+        attempt = current_attempt()
+        if opts.fail_rate > 0 and rng_for("fail", self.name, *call_key, attempt).random() < opts.fail_rate:  # type: ignore[attr-defined]
+            raise TransientToolError(f"simulated transient failure of {self.name} (attempt {attempt})")

@@ -19,7 +19,7 @@ class RuleCritic(SimulatedTool):
     Options = SimOptions
 
     async def critique(self, req: CritiqueRequest) -> Critique:
-        await self.simulate(("critique", req.seed))
+        await self.simulate("critique", req.seed, req.edited.sha256, req.instruction)
         return await asyncio.to_thread(self._critique, req)
 
     def _critique(self, req: CritiqueRequest) -> Critique:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from refine_agent.loop import round_key
-from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round
+from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round, round_key
 from tools.synthetic.detect import detect, is_scene
 from tools.synthetic.language import (
     ParseError,

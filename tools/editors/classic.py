@@ -32,7 +32,7 @@ class ClassicEditor(SimulatedTool):
                         "above 1 one that overshoots")
 
     async def edit(self, req: EditRequest) -> EditResult:
-        await self.simulate(req.seed)
+        await self.simulate("edit", req.seed, req.image.sha256, req.instruction)
         plan = parse_photo_instruction(req.instruction)
         scale = float(self.options.strength_scale)  # type: ignore[attr-defined]
         # Pixel work runs in a worker thread so the event loop keeps serving other samples.

@@ -91,7 +91,7 @@ class SimEditor(SimulatedTool):
         skill: float = Field(default=0.5, ge=0, le=1, description="0 fails often, 0.5 default, 1 never fails")
 
     async def edit(self, req: EditRequest) -> EditResult:
-        await self.simulate(("edit", req.seed))
+        await self.simulate("edit", req.seed, req.image.sha256, req.instruction)
         return await asyncio.to_thread(self._edit, req)
 
     def _edit(self, req: EditRequest) -> EditResult:

@@ -31,7 +31,7 @@ class VerifyJudge(SimulatedTool):
         pass_threshold: float = Field(default=7.0, ge=0, le=10, description="every score must reach this to pass")
 
     async def judge(self, req: JudgeRequest) -> Verdict:
-        await self.simulate(("judge", req.seed))
+        await self.simulate("judge", req.seed, req.edited.sha256, req.instruction)
         return await asyncio.to_thread(self._judge, req)
 
     def _assess(self, req: JudgeRequest) -> Assessment:

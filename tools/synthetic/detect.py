@@ -100,8 +100,12 @@ def is_scene(arr: np.ndarray, min_exact: float = 0.85) -> bool:
     if exact < min_exact:
         return False
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    names = [COLOUR_NAMES[i] for i in label_pixels(border[None])[0] if i != UNKNOWN]
-    return bool(names) and max(set(names), key=names.count) in BACKGROUND_COLOURS
+    labels = label_pixels(border[None])[0]
+    labels = labels[labels != UNKNOWN]
+    if labels.size == 0:
+        return False
+    # argmax breaks ties by palette order, so the answer never depends on hashing or iteration order
+    return COLOUR_NAMES[int(np.bincount(labels, minlength=len(COLOUR_NAMES)).argmax())] in BACKGROUND_COLOURS
 
 
 def _classify(mask: np.ndarray) -> tuple[str, float]:
