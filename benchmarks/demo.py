@@ -59,10 +59,12 @@ def summarise(outcomes: list[Outcome], final: bool, exact: bool = False) -> dict
     trajs = [o.trajectory for o in outcomes]
     verdicts = [_verdict(o, final, exact) for o in outcomes]
     scores = [v.overall for v in verdicts if v is not None and v.overall is not None]
+    judged = [v.passed for v in verdicts if v is not None and v.passed is not None]
     n = len(trajs)
     return {
         "n": n,
-        "pass_rate": sum(_passed(o, final, exact) for o in outcomes) / n if n else 0.0,
+        "unscored": n - len(judged),  # failed judgments: excluded, never counted as fails
+        "pass_rate": sum(judged) / len(judged) if judged else 0.0,
         "mean_overall": sum(scores) / len(scores) if scores else None,
         "scored": len(scores),
         "mean_rounds": (sum(len(t.rounds) - 1 for t in trajs) / n if n else 0.0) if final else 0.0,
@@ -146,6 +148,10 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _report(console: Console, runs: list[DemoRun], **settings: Any) -> dict[str, Any]:
     main = runs[0]
     one = summarise(main.outcomes, final=False)
@@ -154,12 +160,12 @@ def _report(console: Console, runs: list[DemoRun], **settings: Any) -> dict[str,
                         f"(sim skill {settings['skill']}, verify judge, up to {settings['max_rounds']} re-edits)")
     for col in ("", "pass", "overall", "re-edits", "calls/sample", "seconds"):
         table.add_column(col, justify="right" if col else "left")
-    table.add_row("one-shot (round 0)", _pct(one["pass_rate"]), f"{one['mean_overall']:.2f}", "0", "2", "")
+    table.add_row("one-shot (round 0)", _pct(one["pass_rate"]), _num(one['mean_overall']), "0", "2", "")
     for run in runs:
         s = summarise(run.outcomes, final=True)
         summary[run.label] = {**s, "seconds": run.seconds}
         name = "refined (rule critic)" if run.label == "rule" else "resampling (repeat critic)"
-        table.add_row(name, _pct(s["pass_rate"]), f"{s['mean_overall']:.2f}", f"{s['mean_rounds']:.2f}",
+        table.add_row(name, _pct(s["pass_rate"]), _num(s['mean_overall']), f"{s['mean_rounds']:.2f}",
                       f"{s['calls_per_sample']:.1f}", f"{run.seconds:.1f}")
     console.print(table)
 
@@ -180,14 +186,14 @@ def _report(console: Console, runs: list[DemoRun], **settings: Any) -> dict[str,
     console.print(
         f"[bold]Pass rate {_pct(one['pass_rate'])} -> {_pct(refined['pass_rate'])}[/] "
         f"({100 * (refined['pass_rate'] - one['pass_rate']):+.0f} points); mean overall "
-        f"{one['mean_overall']:.2f} -> {refined['mean_overall']:.2f}.")
+        f"{_num(one['mean_overall'])} -> {_num(refined['mean_overall'])}.")
     if settings["noise"] > 0:
         a, b = summarise(main.outcomes, False, exact=True), summarise(main.outcomes, True, exact=True)
         summary["exact"] = {"one_shot": a, "rule": b}
         console.print(
             f"[bold]Scored by the exact verifier instead:[/] pass rate {_pct(a['pass_rate'])} -> "
             f"{_pct(b['pass_rate'])} ({100 * (b['pass_rate'] - a['pass_rate']):+.0f} points); mean overall "
-            f"{a['mean_overall']:.2f} -> {b['mean_overall']:.2f}. The difference from the line above is how far "
+            f"{_num(a['mean_overall'])} -> {_num(b['mean_overall'])}. The difference from the line above is how far "
             "the noisy loop judge's own numbers are from the truth.")
     console.print(
         "[dim]The loop judge is also the evaluation judge in the tables above. verify is "

@@ -11,13 +11,43 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # typer vendors click in recent releases
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
 
 from . import __version__
 from .cli_options import OutOpt, config_from_flags, with_run_options
 from .errors import InputError, RefineAgentError, describe
 
+Abort = typer.Abort
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a bad flag value, a missing argument) as one line, like every other error."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # help was asked for, in effect
+                sys.exit(0 if exc.ctx is None else exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            err_console.print(f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except Abort:
+            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="refine-agent",
+    cls=_OneLineErrors,
     help="Agentic image editing: edit, judge, critique and re-edit until the result is good or the budget "
          "runs out.",
     no_args_is_help=True,
@@ -25,7 +55,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-datasets_app = typer.Typer(help="Make datasets for benchmarks and demos.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Make datasets for benchmarks and demos.", no_args_is_help=True, cls=_OneLineErrors)
 app.add_typer(datasets_app, name="datasets")
 
 console = Console()
@@ -51,6 +81,11 @@ def handled() -> Iterator[None]:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except OSError as exc:  # e.g. an output path that is a file, a full disk, no permission
+        if _state["debug"]:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or describe(exc)}{where}", 1)
     except Exception as exc:  # a bug, not bad input: say so, and how to see more
         if _state["debug"]:
             raise
@@ -197,9 +232,13 @@ def datasets_make(
         console.print(f"wrote {n} samples to {manifest}")
 
 
+from . import cli_bench  # noqa: E402,F401  (registers bench, rejudge, export, ablate, judge-eval)
+
+
 def main() -> None:
     app(prog_name="refine-agent")
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+

@@ -185,16 +185,54 @@ def _odd_images(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["16bit", "cmyk", "palette", "alpha", "exif"])
-def test_unusual_image_formats_are_handled(tmp_path: Path, kind: str) -> None:
+def _expected_pixels(kind: str) -> np.ndarray:
+    """What each odd format must become: 8-bit RGB, scaled, converted, composited on white, upright."""
+    arr = photo_array().astype(float)
+    if kind == "16bit":
+        grey = arr[..., 0]
+        return np.repeat(grey[..., None], 3, axis=2)
+    if kind == "alpha":
+        return arr * 200 / 255 + 255 * (1 - 200 / 255)
+    if kind == "exif":
+        return np.rot90(arr, k=1)  # orientation 8: shown turned 90 degrees counter-clockwise
+    return arr
+
+
+@pytest.mark.parametrize("kind,tolerance", [("16bit", 0.6), ("cmyk", 6.0), ("palette", 8.0), ("alpha", 0.6),
+                                            ("exif", 7.0)])
+def test_unusual_image_formats_are_handled(tmp_path: Path, kind: str, tolerance: float) -> None:
     path = _odd_images(tmp_path)[kind]
     out = tmp_path / "out"
     r = invoke("edit", str(path), "make it brighter", "-e", "classic", "--out", str(out), "--max-rounds", "1")
     assert r.exit_code == 0, r.output
-    src = PILImage.open(out / "source.png")
-    assert src.mode == "RGB"
-    if kind == "exif":
-        assert src.size == (96, 128)  # EXIF orientation 8 turns the 128x96 image upright
+    src = np.asarray(PILImage.open(out / "source.png"), dtype=float)
+    expected = _expected_pixels(kind)
+    assert src.shape == expected.shape
+    assert np.abs(src - expected).mean() <= tolerance, (kind, np.abs(src - expected).mean())
+
+
+def test_usage_errors_are_one_line(photo_file: Path) -> None:
+    line = one_line_error(invoke("edit", str(photo_file), "x", "--max-rounds", "-1"))
+    assert "--max-rounds" in line and "--help" in line
+    one_line_error(invoke("edit"))
+    one_line_error(invoke("no-such-command"))
+
+
+def test_an_unwritable_output_path_is_one_line(photo_file: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file")
+    line = one_line_error(invoke("edit", str(photo_file), "make it brighter", "-e", "classic", "--out",
+                                 str(blocker / "out")), code=1)
+    assert str(blocker) in line
+
+
+def test_a_large_image_is_refused_by_our_limit_and_admitted_when_raised(tmp_path: Path) -> None:
+    p = tmp_path / "big.png"
+    p.write_bytes(_png_header_only(10_000, 10_000))  # 100 MP: above our 89 MP default, below Pillow's guard
+    assert "--max-pixels" in one_line_error(invoke("edit", str(p), "make it brighter", "-e", "classic"))
+    p.write_bytes(_png_header_only(15_000, 15_000))  # 225 MP: above Pillow's own guard too
+    line = one_line_error(invoke("edit", str(p), "make it brighter", "-e", "classic", "--max-pixels", "300000000"))
+    assert "truncated or corrupt" in line  # admitted past both guards; only then is the fake file found out
 
 
 def test_empty_instruction(photo_file: Path) -> None:
