@@ -1,0 +1,60 @@
+"""``refine-agent ablate``: every budget from one stored run, with no new tool calls.
+
+A run at budget B holds, as prefixes, the runs at every smaller budget (see ``replay``). The stop rule can
+be changed too where the stored rounds decide it; otherwise the command refuses instead of guessing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refine_agent.errors import InputError
+from refine_agent.loop import LoopPolicy
+from refine_agent.store import RunStore
+
+from .evaluate import collect, eval_key
+from .metrics import budget_stats, finite
+from .replay import replayable_fields
+
+
+def parse_budgets(text: str) -> list[int]:
+    try:
+        budgets = sorted({int(x) for x in text.replace(" ", "").split(",") if x != ""})
+    except ValueError:
+        raise InputError(f"--budgets '{text}': give whole numbers separated by commas, e.g. 0,1,2,3") from None
+    if not budgets or budgets[0] < 0:
+        raise InputError(f"--budgets '{text}': give non-negative whole numbers, e.g. 0,1,2,3")
+    return budgets
+
+
+def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int],
+           overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``ablation.json``: the same ``by_budget`` shape as ``summary.json``, one entry per budget."""
+    top = int(run_info["config"]["budget"]["max_rounds"])
+    if budgets[-1] > top:
+        raise InputError(f"budget {budgets[-1]} is beyond the run's --max-rounds {top}; a replay cannot add rounds. "
+                         f"Rerun with --max-rounds {budgets[-1]} (or 'bench --budgets ...')")
+    run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
+    policy = run_policy.model_copy(update={k: v for k, v in (overrides or {}).items() if v is not None})
+    per_budget, _errors, totals = collect(store, run_info, budgets, policy)
+    if totals["not_replayable"]:
+        n = len(totals["not_replayable"])
+        raise InputError(f"cannot replay {_describe(overrides)}: {n} sample-budget pairs stopped by the run's own "
+                         f"rule where the new one would go on (first: {totals['not_replayable'][0]}). Replayable: "
+                         f"{replayable_fields(run_policy)}. Rerun with the new settings instead")
+    ev = run_info.get("eval_judge") or {}
+    return finite({
+        "budgets": budgets,
+        "policy": policy.model_dump(mode="json"),
+        "run_policy": run_policy.model_dump(mode="json"),
+        "replayable": replayable_fields(run_policy),
+        "eval_judge": ev.get("identity"),
+        "eval_judge_is_loop_judge": eval_key(run_info) is None,
+        "n_samples": totals["n_samples"],
+        "by_budget": {str(b): budget_stats(per_budget[b]) for b in budgets},
+    })
+
+
+def _describe(overrides: dict[str, Any] | None) -> str:
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return ", ".join(f"{k}={v}" for k, v in given.items()) or "these budgets"

@@ -1,0 +1,158 @@
+"""``jsonl:PATH``: our manifest, or EvalScope's offline predictions joined to a benchmark.
+
+**Manifest** (what ``refine-agent datasets make synthetic --out DIR`` writes). PATH is the ``.jsonl`` file or
+a directory holding ``manifest.jsonl``. One JSON object per line::
+
+    {"id": "s1", "source": "images/s1.png", "instruction": "make the car blue",
+     "category": "color_alter", "edited": "edits/s1.png", "context": {...}, "difficulty": "easy"}
+
+``id`` (string or integer), ``source`` and ``instruction`` are required; ``category``, ``edited`` (an existing
+edit to refine), ``mask`` and ``context`` (an object shown to judges and critics) are optional; any other
+field goes to ``extra``. Image paths are relative to the manifest's directory (or to option ``root``).
+
+**EvalScope offline format** (option ``join=<benchmark spec>``, e.g. ``join=gedit:/data/gedit``): each line is
+``{"id": ..., "image_path": ...}``, the edited image a model produced for that benchmark id. The benchmark's
+samples are streamed and each one with a line gets ``edited`` = that image. Benchmark samples without a line
+are skipped (option ``missing=error`` reports them instead); lines whose id is not in the benchmark come out
+as errors at the end. Relative ``image_path``s are looked up under ``root`` (default: the file's directory),
+then the current directory, as EvalScope writes them relative to where it ran. Other options are passed
+to the joined benchmark's loader (e.g. ``language=cn`` for gedit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .base import Dataset, DatasetError, ImageRef, Sample, SampleError, require_path
+from .rows import (
+    Row,
+    RowError,
+    capped,
+    choice,
+    describe_type,
+    extra_fields,
+    get_id,
+    get_str,
+    image_ref,
+    iter_json_records,
+    limited,
+    samples_from_rows,
+)
+
+KIND = "jsonl"
+EXPECTED = ("a JSON Lines manifest (one object per line with id, source, instruction), or a directory holding "
+            "manifest.jsonl")
+OPTIONS = {"root": "directory that relative image paths are resolved against (default: the file's directory)",
+           "join": "benchmark spec (e.g. gedit:/data/gedit) whose samples get each line's image_path as edited",
+           "missing": "with join: skip (default) or error for benchmark samples without a line"}
+MANIFEST_FIELDS = ("id", "source", "instruction", "category", "edited", "mask", "context")
+
+Loader = Callable[..., Dataset]
+
+
+def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[str, Any] | None = None,
+         load_benchmark: Loader | None = None) -> Dataset:
+    opts = dict(options or {})
+    own = {k: opts.pop(k) for k in list(opts) if k in OPTIONS}
+    if opts and "join" not in own:
+        raise DatasetError(f"{KIND}: unknown option(s) {', '.join(sorted(opts))}; valid options: "
+                           + ", ".join(f"{k} ({v})" for k, v in OPTIONS.items()))
+    if "missing" in own and "join" not in own:
+        raise DatasetError(f"{KIND}: option missing= needs join=<benchmark spec>")
+    p = require_path(path, KIND, EXPECTED)
+    if p.is_dir():
+        p = require_path(p / "manifest.jsonl", KIND, EXPECTED)
+    bases = [Path(own["root"]).expanduser()] if own.get("root") else [p.parent]
+    if "join" in own:
+        if load_benchmark is None:
+            from . import load_dataset as load_benchmark
+        missing = choice(KIND, "missing", own.get("missing", "skip"), ("skip", "error"))
+        bench = load_benchmark(str(own["join"]), limit=None, seed=seed, options=opts)
+        return _join(p, bases + [Path.cwd()], bench, missing, path, limit)
+    with open(p, encoding="utf-8") as f:
+        size = sum(1 for line in f if line.strip())
+    records = enumerate(iter_json_records(p, KIND))
+    samples = samples_from_rows(records, lambda i, r: _manifest_sample(i, r, bases), lambda i, r: get_id(r))
+    return Dataset(spec=f"{KIND}:{path}", rows=limited(samples, limit), size=capped(size, limit),
+                   info={"format": KIND, "path": str(p)})
+
+
+def _manifest_sample(index: int, row: Row, bases: list[Path]) -> Sample:
+    sid = get_id(row)
+    if sid is None:
+        raise RowError("missing field 'id'")
+    if "source" not in row and "image_path" in row:
+        raise RowError("has image_path but no source: an EvalScope predictions file needs the option "
+                       "join=<benchmark spec>")
+    context = row.get("context", {})
+    if not isinstance(context, dict):
+        raise RowError(f"field 'context' should be an object, got {describe_type(context)}")
+    return Sample(id=sid, instruction=get_str(row, "instruction") or "",
+                  source=image_ref(get_str(row, "source"), bases, f"{sid} source"),
+                  category=get_str(row, "category", required=False),
+                  edited=_optional_image(row, "edited", bases, sid), mask=_optional_image(row, "mask", bases, sid),
+                  context=context, extra=extra_fields(row, MANIFEST_FIELDS))
+
+
+def _optional_image(row: Row, key: str, bases: list[Path], sid: str) -> ImageRef | None:
+    value = get_str(row, key, required=False)
+    return None if value is None else image_ref(value, bases, f"{sid} {key}")
+
+
+def _predictions(p: Path, bases: list[Path]) -> tuple[dict[str, ImageRef | str], list[SampleError]]:
+    """id -> the edited image (or why it is bad), and errors for lines without a usable id."""
+    preds: dict[str, ImageRef | str] = {}
+    errors: list[SampleError] = []
+    for index, row in enumerate(iter_json_records(p, KIND)):
+        try:
+            if isinstance(row, RowError):
+                raise row
+            sid = get_id(row)
+            if sid is None:
+                raise RowError("missing field 'id'")
+        except RowError as exc:
+            errors.append(SampleError(id=f"row-{index}", index=index, error=f"row {index}: {exc}"))
+            continue
+        if sid in preds:
+            errors.append(SampleError(id=sid, index=index, error=f"row {index}: duplicate id '{sid}'"))
+            continue
+        try:
+            value = row.get("image_path", row.get("edited"))
+            if value is None:
+                raise RowError("missing field 'image_path'")
+            preds[sid] = image_ref(value, bases, f"{sid} image_path")
+        except RowError as exc:
+            preds[sid] = f"row {index}: {exc}"
+    return preds, errors
+
+
+def _join(p: Path, bases: list[Path], bench: Dataset, missing: str, path: str, limit: int | None) -> Dataset:
+    preds, errors = _predictions(p, bases)
+    order = {sid: i for i, sid in enumerate(preds)}
+
+    def rows() -> Iterator[Sample | SampleError]:
+        yield from errors
+        unmatched = dict(preds)
+        for position, item in enumerate(bench):
+            pred = unmatched.pop(item.id, None)
+            if pred is None:
+                if missing == "error":
+                    error = item.error if isinstance(item, SampleError) else "no line for this id in the predictions"
+                    yield SampleError(id=item.id, index=position, error=f"{item.id}: {error}", kind="missing_edit")
+                continue
+            if isinstance(item, SampleError):
+                yield item
+            elif isinstance(pred, str):
+                yield SampleError(id=item.id, index=order[item.id], error=pred)
+            else:
+                yield item.model_copy(update={"edited": pred})
+        for sid in unmatched:
+            yield SampleError(id=sid, index=order[sid], kind="unknown_id",
+                              error=f"{sid}: no sample with this id in {bench.spec}")
+
+    size = len(preds) + len(errors) if missing == "skip" else None
+    info = {"format": KIND, "path": str(p), "join": bench.spec, "benchmark": bench.info}
+    return Dataset(spec=f"{KIND}:{path}", rows=limited(rows(), limit), size=capped(size, limit),
+                   categories=bench.categories, info=info)

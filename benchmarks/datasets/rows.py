@@ -1,0 +1,234 @@
+"""Shared helpers for loaders: typed field access, image references, option checks, and the row loop.
+
+A loader turns each raw row (a dict) into a Sample with a ``make(index, row)`` function that raises
+``RowError`` for a bad row; ``samples_from_rows`` turns those into ``SampleError`` records and goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from refine_agent.errors import InputError, validation_message
+
+from .base import DatasetError, ImageRef, Sample, SampleError
+
+Row = dict[str, Any]
+
+
+class RowError(ValueError):
+    """One row that cannot become a Sample; the message says which field and what is wrong."""
+
+
+def check_options(kind: str, options: Mapping[str, Any] | None, valid: Mapping[str, str]) -> dict[str, Any]:
+    """The options as a dict, or a DatasetError naming the valid ones."""
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(valid))
+    if unknown:
+        known = ", ".join(f"{k} ({v})" for k, v in valid.items()) or "none"
+        raise DatasetError(f"{kind}: unknown option(s) {', '.join(unknown)}; valid options: {known}")
+    return opts
+
+
+def choice(kind: str, name: str, value: Any, allowed: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
+    """An option value from a fixed set (case-insensitive), or a DatasetError listing the set."""
+    allowed = list(allowed)
+    text = str(value).strip().lower()
+    text = (aliases or {}).get(text, text)
+    if text not in allowed:
+        raise DatasetError(f"{kind}: option {name}={value!r} is not one of {', '.join(allowed)}")
+    return text
+
+
+def describe_type(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} ({text[:40]}{'...' if len(text) > 40 else ''})"
+
+
+def get_str(row: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+    """A non-empty string field; RowError if it is required and missing, or has another type."""
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise RowError(f"missing field '{key}'")
+        return None
+    if not isinstance(value, str):
+        raise RowError(f"field '{key}' should be a string, got {describe_type(value)}")
+    if required and not value.strip():
+        raise RowError(f"field '{key}' is empty")
+    return value
+
+
+def get_id(row: Mapping[str, Any], key: str = "id") -> str | None:
+    """A string or integer id field as a string, or None when the row has none."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RowError(f"field '{key}' should be a string or an integer, got {describe_type(value)}")
+    text = str(value).strip()
+    if not text:
+        raise RowError(f"field '{key}' is empty")
+    return text
+
+
+def resolve_file(value: str, bases: Iterable[Path], name: str) -> Path:
+    """An existing image file: absolute, or relative to the first of ``bases`` that holds it."""
+    p = Path(value).expanduser()
+    candidates = [p] if p.is_absolute() else [b / p for b in bases]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise RowError(f"{name}: image file {candidates[0]} does not exist")
+
+
+def image_ref(value: Any, bases: Iterable[Path], name: str) -> ImageRef:
+    """An ImageRef from a path string, raw bytes, or a Hugging Face Image struct ``{bytes, path}``.
+
+    Nothing is decoded here; a path is only checked to exist. Embedded bytes win over a struct's path.
+    """
+    bases = list(bases)
+    if value is None:
+        raise RowError(f"{name} is missing")
+    if isinstance(value, (bytes, bytearray)):
+        if not value:
+            raise RowError(f"{name} is empty (0 bytes)")
+        return ImageRef(data=bytes(value), name=name)
+    if isinstance(value, str):
+        if not value.strip():
+            raise RowError(f"{name} is an empty path")
+        return ImageRef(path=str(resolve_file(value, bases, name)), name=name)
+    if isinstance(value, Mapping):
+        data, path = value.get("bytes"), value.get("path")
+        if data:
+            return image_ref(data, bases, name)
+        if isinstance(path, str) and path:
+            return image_ref(path, bases, name)
+        raise RowError(f"{name} has neither bytes nor a path")
+    raise RowError(f"{name} should be a path or an image struct, got {describe_type(value)}")
+
+
+def b64_image_ref(text: Any, name: str) -> ImageRef:
+    """An ImageRef from a base64 string (a ``data:image/...;base64,`` prefix is allowed)."""
+    if not isinstance(text, str):
+        raise RowError(f"{name} should be a base64 string, got {describe_type(text)}")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RowError(f"{name} is not valid base64 ({exc})") from exc
+    if not data:
+        raise RowError(f"{name} is empty")
+    return ImageRef(data=data, name=name)
+
+
+def iter_json_records(path: Path, what: str, group_key: str | None = None) -> Iterator[Row | RowError]:
+    """Records of a JSON Lines file (streamed) or a JSON file holding a list, or an object holding lists.
+
+    For an object of lists keyed by group (``{"physics": [rows], ...}``), ``group_key`` names the field that
+    receives the group name when a row lacks it. A JSONL line that does not parse, or a record that is not
+    an object, comes out as a RowError so the other rows go on. A JSON file that does not parse is a
+    DatasetError.
+    """
+    if path.suffix.lower() == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield _as_record(json.loads(line), f"line {lineno}")
+                except (json.JSONDecodeError, RowError) as exc:
+                    yield RowError(f"line {lineno}: {exc}")
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{what}: cannot read {path} as JSON ({exc})") from exc
+    for i, (group, item) in enumerate(_json_list(data, path, what)):
+        try:
+            record = _as_record(item, f"item {i}")
+        except RowError as exc:
+            yield exc
+            continue
+        if group is not None and group_key is not None:
+            record.setdefault(group_key, group)
+        yield record
+
+
+def _json_list(data: Any, path: Path, what: str) -> list[tuple[str | None, Any]]:
+    if isinstance(data, list):
+        return [(None, item) for item in data]
+    if isinstance(data, dict):
+        lists = {k: v for k, v in data.items() if isinstance(v, list)}
+        if len(lists) == 1:
+            return [(None, item) for item in next(iter(lists.values()))]  # {"data": [rows], "version": ...}
+        if lists and len(lists) == len(data):
+            return [(k, item) for k, v in lists.items() for item in v]  # {group: [rows], ...}
+    raise DatasetError(f"{what}: {path} should hold a JSON list of rows, or an object holding one")
+
+
+def _as_record(value: Any, where: str) -> Row:
+    if not isinstance(value, dict):
+        raise RowError(f"{where} should be a JSON object, got {describe_type(value)}")
+    return value
+
+
+def samples_from_rows(rows: Iterable[tuple[int, Row | RowError]], make: Callable[[int, Row], Sample],
+                      fallback_id: Callable[[int, Row], str | None]) -> Iterator[Sample | SampleError]:
+    """Run ``make`` on each row; a bad row or a duplicate id becomes a SampleError and the rest go on."""
+    seen: set[str] = set()
+    for index, row in rows:
+        sid: str | None = None
+        try:
+            if isinstance(row, RowError):
+                raise row
+            sid = _safe_id(fallback_id, index, row)
+            sample = make(index, row)
+            sid = sample.id
+            if sample.id in seen:
+                raise RowError(f"duplicate id '{sample.id}'")
+            seen.add(sample.id)
+            yield sample
+        except RowError as exc:
+            yield SampleError(id=sid or f"row-{index}", index=index, error=f"row {index}: {exc}")
+        except ValidationError as exc:
+            yield SampleError(id=sid or f"row-{index}", index=index,
+                              error=validation_message(exc, f"row {index}"))
+        except InputError as exc:
+            yield SampleError(id=sid or f"row-{index}", index=index, error=f"row {index}: {exc}")
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:  # a value of a shape no check foresaw
+            yield SampleError(id=sid or f"row-{index}", index=index,
+                              error=f"row {index}: unexpected value ({type(exc).__name__}: {exc})")
+
+
+def _safe_id(fallback_id: Callable[[int, Row], str | None], index: int, row: Row) -> str | None:
+    try:
+        return fallback_id(index, row)
+    except (RowError, TypeError, ValueError):
+        return None
+
+
+def limited(items: Iterator[Sample | SampleError], limit: int | None) -> Iterator[Sample | SampleError]:
+    """The first ``limit`` items (samples and errors alike), lazily; all of them when ``limit`` is None."""
+    return items if limit is None else itertools.islice(items, max(0, limit))
+
+
+def capped(n: int | None, limit: int | None) -> int | None:
+    if n is None:
+        return None
+    return n if limit is None else min(n, max(0, limit))
+
+
+def extra_fields(row: Mapping[str, Any], used: Iterable[str]) -> dict[str, Any]:
+    """The row's other fields, for ``Sample.extra`` (analysis only)."""
+    skip = set(used)
+    return {k: v for k, v in row.items() if k not in skip}

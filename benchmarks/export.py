@@ -1,0 +1,93 @@
+"""``refine-agent export``: one row per sample x round, as CSV, Parquet or JSON lines, for pandas.
+
+Scores come from the loop judge (``overall``, ``passed``, ``status``) and, when it differs, from the
+evaluation judge (``eval_*``). Samples that failed to load get one row with ``round`` empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from refine_agent.errors import InputError, MissingExtraError
+from refine_agent.store import RunStore
+from refine_agent.types import Verdict
+
+from .evaluate import eval_key
+from .metrics import score_of
+
+FORMATS = ("csv", "parquet", "jsonl")
+COLUMNS = ("sample_id", "round", "category", "instruction", "round_instruction", "base", "base_round", "image",
+           "overall", "passed", "status", "sc", "pq", "eval_overall", "eval_passed", "eval_status", "is_best",
+           "stop_reason", "critique", "seconds", "cost_usd", "error")
+
+
+def rows(store: RunStore, run_info: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    key = eval_key(run_info)
+    for rec in store.iter_samples():
+        base = {"sample_id": rec.sample_id, "category": rec.category, "instruction": rec.instruction}
+        if rec.trajectory is None:
+            yield {**dict.fromkeys(COLUMNS), **base, "status": rec.error_kind or "error", "error": rec.error}
+            continue
+        t = rec.trajectory
+        evals: dict[int, Verdict] = store.evals(key, rec.sample_id) if key else {}
+        for r in t.rounds:
+            loop = score_of(r.verdict)
+            ev = score_of(evals.get(r.index) if key else r.verdict)
+            yield {**base, "round": r.index, "round_instruction": r.instruction, "base": r.base,
+                   "base_round": r.base_round,
+                   "image": str(store.image_path(r.image).relative_to(store.dir)) if r.image else None,
+                   "overall": loop.overall, "passed": loop.passed, "status": loop.status, "sc": loop.sc,
+                   "pq": loop.pq, "eval_overall": ev.overall, "eval_passed": ev.passed, "eval_status": ev.status,
+                   "is_best": r.index == t.best_round, "stop_reason": t.stop_reason.value,
+                   "critique": r.critique.instruction if r.critique else None,
+                   "seconds": round(sum(r.seconds.values()), 6), "cost_usd": r.usage.cost_usd, "error": r.error}
+
+
+def export(store: RunStore, run_info: dict[str, Any], fmt: str) -> Path:
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    out = store.dir / "export" / f"rounds.{fmt}"
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if fmt == "csv":
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            for row in rows(store, run_info):
+                writer.writerow(row)
+    elif fmt == "jsonl":
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows(store, run_info):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        _write_parquet(tmp, rows(store, run_info))
+    tmp.replace(out)
+    return out
+
+
+def _write_parquet(path: Path, data: Iterator[dict[str, Any]], batch: int = 2048) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        raise MissingExtraError("pyarrow", "bench", "exporting parquet") from None
+    schema = pa.schema([
+        ("sample_id", pa.string()), ("round", pa.int64()), ("category", pa.string()), ("instruction", pa.string()),
+        ("round_instruction", pa.string()), ("base", pa.string()), ("base_round", pa.int64()), ("image", pa.string()),
+        ("overall", pa.float64()), ("passed", pa.bool_()), ("status", pa.string()), ("sc", pa.float64()),
+        ("pq", pa.float64()), ("eval_overall", pa.float64()), ("eval_passed", pa.bool_()),
+        ("eval_status", pa.string()), ("is_best", pa.bool_()), ("stop_reason", pa.string()),
+        ("critique", pa.string()), ("seconds", pa.float64()), ("cost_usd", pa.float64()), ("error", pa.string())])
+    with pq.ParquetWriter(path, schema) as writer:
+        chunk: list[dict[str, Any]] = []
+        for row in data:
+            chunk.append(row)
+            if len(chunk) >= batch:
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+                chunk = []
+        if chunk:
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))

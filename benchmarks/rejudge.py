@@ -1,0 +1,90 @@
+"""``refine-agent rejudge``: score every stored image of a run with a new evaluation judge, without
+re-editing. Results go to the run's record store (so an interrupted rejudge resumes) and ``run.json``
+then names the new judge, so ``summary.json``, ``ablate`` and ``report`` use it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from refine_agent.cache import cache_key
+from refine_agent.config import ToolSpec
+from refine_agent.errors import InputError, ToolCallFailed, describe
+from refine_agent.loop import derive_seed
+from refine_agent.protocols import tool_identity
+from refine_agent.registry import create_tool
+from refine_agent.runtime import Runtime, RuntimeConfig
+from refine_agent.store import RunStore, SampleRecord, StoreCache
+from refine_agent.types import JudgeRequest, Verdict
+
+
+def judge_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_run(store: RunStore) -> dict[str, Any]:
+    info = store.read_run_info()
+    if info is None:
+        raise InputError(f"{store.dir} holds no run (no run.json); run 'refine-agent bench ... --run-dir "
+                         f"{store.dir}' first")
+    return info
+
+
+async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runtime: RuntimeConfig | None = None,
+                  on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Evaluate every round of every finished sample with ``spec``; return the updated run info."""
+    info = read_run(store)
+    judge = create_tool("judge", spec.spec, spec.options)
+    identity = tool_identity(judge)
+    same = identity == info["tools"]["judge"]
+    key = judge_key(identity)
+    seed = int(info["config"]["seed"])
+    rt = Runtime(runtime or RuntimeConfig.model_validate(info["config"]["runtime"]), cache=StoreCache(store))
+    gate = asyncio.Semaphore(max_samples)
+
+    async def one(rec: SampleRecord) -> None:
+        async with gate:
+            await _judge_sample(store, rt, judge, key, seed, rec)
+            if on_sample is not None:
+                on_sample()
+
+    if not same:
+        pending: set[asyncio.Task[None]] = set()
+        for rec in store.iter_samples():
+            if rec.status != "done" or rec.trajectory is None or rec.inputs is None:
+                continue
+            if len(pending) >= 2 * max_samples:  # stream: never hold the whole run in memory
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending.add(asyncio.create_task(one(rec)))
+        if pending:
+            await asyncio.gather(*pending)
+    info["eval_judge"] = {"spec": spec.model_dump(), "identity": identity, "is_loop_judge": same, "key": key}
+    info.setdefault("rejudged", []).append({"spec": spec.model_dump(), "identity": identity})
+    store.write_run_info(info)
+    return info
+
+
+async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed: int, rec: SampleRecord) -> None:
+    assert rec.trajectory is not None and rec.inputs is not None
+    have = await asyncio.to_thread(store.evals, key, rec.sample_id)
+    source = await asyncio.to_thread(store.get_image, rec.inputs.source)
+    mask = await asyncio.to_thread(store.get_image, rec.inputs.mask) if rec.inputs.mask else None
+    context = rec.inputs.context
+    for rnd in rec.trajectory.rounds:
+        if rnd.image is None or rnd.index in have:
+            continue
+        edited = await asyncio.to_thread(store.get_image, rnd.image)
+        s = derive_seed(seed, rec.sample_id, rnd.index, "eval")
+        req = JudgeRequest(source=source, edited=edited, instruction=rec.trajectory.instruction, seed=s, mask=mask,
+                           context=context)
+        images = [source.sha256, edited.sha256] + ([mask.sha256] if mask is not None else [])
+        ck = cache_key(tool_identity(judge), "judge", images=images, text=rec.trajectory.instruction, seed=s,
+                       extra={"context": context} if context else None)
+        try:
+            verdict = (await rt.call("judge", judge, lambda r=req: judge.judge(r), key=ck)).value
+        except ToolCallFailed as exc:
+            verdict = Verdict.failed("error", describe(exc), judge=exc.tool)
+        await asyncio.to_thread(store.put_eval, key, rec.sample_id, rnd.index, verdict)

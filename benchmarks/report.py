@@ -1,0 +1,293 @@
+"""``refine-agent report``: one self-contained HTML page (``RUN_DIR/report.html``) and its PNG plots
+(``RUN_DIR/plots/``) for a run directory.
+
+**Outcomes.** Every sample gets one outcome at the run's final budget (``summary.json``'s ``budget``), by the
+run's evaluation judge (``run.json`` ``eval_judge``: the ``evals`` table when it differs from the loop judge,
+the loop's own round verdicts when it is the loop judge). *one-shot* is round 0; *final* is the round that a
+run at the final budget keeps (its best round by the loop judge, as ``benchmarks.evaluate`` replays it).
+
+- ``error``: the sample failed to load, round 0 has no image (the one-shot edit failed), the trajectory cannot
+  be replayed at the final budget, or the evaluation judgment of round 0 or of the final round is missing or
+  failed (any non-ok status). A failed judgment is never scored.
+- otherwise the two verdicts are compared the way the loop ranks rounds, pass/fail first, then overall:
+  ``improved`` if one-shot failed and final passed, or (pass/fail unchanged or unknown) the final overall is
+  higher by more than ``TIE_EPS``; ``regressed`` if one-shot passed and final failed, or the final overall is
+  lower by more than ``TIE_EPS``; ``unchanged`` when neither (equal pass/fail and equal overall).
+  Verdicts with nothing in common to compare (one has only pass/fail, the other only a score) are ``error``.
+
+Samples stream from the store one at a time; only the first ``max_samples`` keep thumbnails for the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refine_agent.errors import InputError
+from refine_agent.loop import LoopPolicy
+from refine_agent.outputs import write_json
+from refine_agent.store import RunStore, SampleRecord
+from refine_agent.types import Verdict
+
+from .evaluate import eval_key
+from .metrics import TIE_EPS, Score, bootstrap_ci, score_of
+from .replay import NotReplayable, replay
+
+OUTCOMES = ("improved", "regressed", "unchanged", "error")
+OUTCOME_HELP = {
+    "improved": "one-shot failed and final passed, or pass/fail unchanged and a higher overall score",
+    "regressed": "one-shot passed and final failed, or pass/fail unchanged and a lower overall score",
+    "unchanged": "same pass/fail and the same overall score (within 1e-6)",
+    "error": "load error, failed one-shot edit, or a missing/failed evaluation judgment (never scored)",
+}
+THUMB_PX = 160
+PNG_LIMIT = 14_000  # bytes; a larger PNG thumbnail (a photo) is sent as JPEG instead
+
+
+def classify(one_shot: Score, final: Score) -> str:
+    """The outcome of one sample from its one-shot and final evaluation scores (see the module docstring)."""
+    if not (one_shot.ok and final.ok):
+        return "error"
+    if one_shot.passed is not None and final.passed is not None and one_shot.passed != final.passed:
+        return "improved" if final.passed else "regressed"
+    if one_shot.overall is not None and final.overall is not None:
+        delta = final.overall - one_shot.overall
+        return "improved" if delta > TIE_EPS else "regressed" if delta < -TIE_EPS else "unchanged"
+    if one_shot.passed is not None and final.passed is not None:
+        return "unchanged"
+    return "error"
+
+
+def improvement_rate_ci95(transitions: Iterable[tuple[bool, bool]], *, seed: int = 0) -> list[float] | None:
+    """95% CI of ``improvement_rate`` (the share of fail -> pass among samples with pass/fail on both sides),
+    by the same seeded bootstrap as ``metrics.bootstrap_ci``. ``transitions``: (one-shot passed, final passed)."""
+    return bootstrap_ci([1.0 if (not a and b) else 0.0 for a, b in transitions], seed=seed)
+
+
+def cost_per_point(cost_usd: float, total_gain: float) -> float | None:
+    """Total cost divided by the total gain in overall score (summed over samples); None when undefined."""
+    if cost_usd <= 0 or total_gain <= 0:
+        return None
+    return cost_usd / total_gain
+
+
+@dataclass
+class RoundView:
+    index: int
+    instruction: str
+    base: str
+    base_round: int | None
+    thumb: str | None
+    loop: Score
+    eval: Score | None  # None when the evaluation judge is the loop judge
+    reasoning: str = ""
+    critique: str = ""
+    next_instruction: str | None = None
+    satisfied: bool | None = None
+    error: str | None = None
+    is_best: bool = False
+    is_final: bool = False
+    has_image: bool = False
+
+
+@dataclass
+class SampleView:
+    sample_id: str
+    index: int
+    category: str
+    instruction: str
+    outcome: str
+    one_shot: Score
+    final: Score
+    final_round: int | None = None
+    best_round: int | None = None
+    stop_reason: str | None = None
+    reason: str | None = None  # why the outcome is "error"
+    source_thumb: str | None = None
+    rounds: list[RoundView] = field(default_factory=list)
+
+
+@dataclass
+class ReportData:
+    """Everything the page needs beyond summary.json: streamed once over the store."""
+
+    budget: int
+    counts: Counter[str] = field(default_factory=Counter)
+    deltas: list[float] = field(default_factory=list)
+    transitions: list[tuple[bool, bool]] = field(default_factory=list)
+    samples: list[SampleView] = field(default_factory=list)
+    n_total: int = 0
+    max_samples: int = 200
+
+    @property
+    def truncated(self) -> bool:
+        return self.n_total > len(self.samples)
+
+
+def thumbnail(store: RunStore, sha: str, max_px: int = THUMB_PX) -> str | None:
+    """A data URI of a small version of a stored image: PNG, or JPEG where the PNG would be large; None when
+    the stored file is missing or damaged (the card then says so instead of showing a broken image)."""
+    try:
+        im = store.get_image(sha).to_pil()
+    except (InputError, OSError):
+        return None
+    im.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    mime = "image/png"
+    if buf.tell() > PNG_LIMIT:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=82)
+        mime = "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, policy: LoopPolicy,
+            browse: bool) -> SampleView:
+    view = SampleView(sample_id=rec.sample_id, index=rec.index, category=rec.category or "uncategorized",
+                      instruction=rec.instruction or "", outcome="error", one_shot=Score("missing"),
+                      final=Score("missing"))
+    traj = rec.trajectory
+    if rec.status != "done" or traj is None:
+        view.reason = f"{rec.error_kind or 'error'}: {rec.error or 'no trajectory'}"
+        return view
+    view.best_round, view.stop_reason = traj.best_round, traj.stop_reason.value
+    evals: dict[int, Verdict] | None = store.evals(key, rec.sample_id) if key else None
+
+    def judged(i: int) -> Verdict | None:
+        return evals.get(i) if evals is not None else traj.rounds[i].verdict
+
+    if not traj.rounds or traj.rounds[0].image is None:
+        first = traj.rounds[0] if traj.rounds else None
+        view.reason = f"the one-shot edit failed: {(first.error if first else None) or traj.stop_reason.value}"
+    else:
+        try:
+            rp = replay(traj, budget, None, policy)
+            view.final_round = rp.best_round if rp.best_round is not None else 0
+        except NotReplayable as exc:
+            view.reason = str(exc)
+    if view.final_round is not None:
+        view.one_shot, view.final = score_of(judged(0)), score_of(judged(view.final_round))
+        view.outcome = classify(view.one_shot, view.final)
+        if view.outcome == "error":
+            bad = [f"{side} {s.status}" for side, s in (("one-shot", view.one_shot), ("final", view.final))
+                   if not s.ok]
+            view.reason = "evaluation judgment " + (", ".join(bad) if bad else "not comparable")
+    if browse:
+        if rec.inputs is not None:
+            view.source_thumb = thumbnail(store, rec.inputs.source)
+        thumbs: dict[str, str | None] = {}
+        for r in traj.rounds:
+            if r.image is not None and r.image not in thumbs:
+                thumbs[r.image] = thumbnail(store, r.image)
+            crit = r.critique
+            view.rounds.append(RoundView(
+                index=r.index, instruction=r.instruction, base=r.base, base_round=r.base_round,
+                thumb=thumbs.get(r.image) if r.image else None, loop=score_of(r.verdict),
+                eval=score_of(evals.get(r.index)) if evals is not None else None,
+                reasoning=(r.verdict.reasoning if r.verdict else "") or "",
+                critique=crit.analysis if crit else "", next_instruction=crit.instruction if crit else None,
+                satisfied=crit.satisfied if crit else None, error=r.error, is_best=r.index == traj.best_round,
+                is_final=r.index == view.final_round, has_image=r.image is not None))
+    return view
+
+
+def collect_report(store: RunStore, run_info: dict[str, Any], budget: int, max_samples: int = 200) -> ReportData:
+    """Stream every sample once: outcomes, deltas and pass transitions for all, card views for the first few."""
+    policy = LoopPolicy.model_validate(run_info["config"]["policy"])
+    key = eval_key(run_info)
+    data = ReportData(budget=budget, max_samples=max_samples)
+    for rec in store.iter_samples():
+        view = _sample(store, rec, key, budget, policy, browse=len(data.samples) < max_samples)
+        data.n_total += 1
+        data.counts[view.outcome] += 1
+        a, b = view.one_shot, view.final
+        if a.ok and b.ok:
+            if a.overall is not None and b.overall is not None:
+                data.deltas.append(b.overall - a.overall)
+            if a.passed is not None and b.passed is not None:
+                data.transitions.append((a.passed, b.passed))
+        if len(data.samples) < max_samples:
+            data.samples.append(view)
+    return data
+
+
+def read_run_info(store: RunStore) -> dict[str, Any]:
+    info = store.read_run_info()
+    if info is None:
+        raise InputError(f"{store.dir} is not a run directory (no run.json); make one with 'refine-agent bench'")
+    return info
+
+
+def load_summary(store: RunStore, run_info: dict[str, Any]) -> dict[str, Any]:
+    """``summary.json`` when it matches the run (same evaluation judge, same samples); otherwise recomputed with
+    ``evaluate.summarize`` and written back."""
+    path = store.dir / "summary.json"
+    if path.exists():
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        ev = (run_info.get("eval_judge") or {}).get("identity")
+        if summary.get("eval_judge") == ev and summary.get("n_samples") == sum(store.count_samples().values()):
+            return summary
+    from .evaluate import summarize
+
+    summary = summarize(store, run_info)
+    write_json(path, summary)
+    return summary
+
+
+def report_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary the report uses (for the CLI's terminal table)."""
+    store = RunStore(run_dir)
+    try:
+        return load_summary(store, read_run_info(store))
+    finally:
+        store.close()
+
+
+def make_plots(run_dir: Path, summary: dict[str, Any], data: ReportData) -> dict[str, Path]:
+    """``plots/budget.png``, ``plots/gain_by_category.png`` and ``plots/deltas.png``."""
+    from .plots import budget_curves, delta_histogram, gain_by_category
+
+    plots = run_dir / "plots"
+    name = summary.get("dataset") or ""
+    return {
+        "budget": budget_curves(summary["by_budget"], plots / "budget.png", title=f"{name}: one-shot is budget 0"),
+        "gain_by_category": gain_by_category(summary.get("by_category") or {}, plots / "gain_by_category.png",
+                                             title=f"Gain by category at budget {data.budget}"),
+        "deltas": delta_histogram(data.deltas, plots / "deltas.png",
+                                  title=f"Per-sample gain at budget {data.budget} (n={len(data.deltas)})"),
+    }
+
+
+def write_report(run_dir: Path, *, max_samples: int = 200) -> Path:
+    """Write ``RUN_DIR/report.html`` (self-contained) and ``RUN_DIR/plots/*.png``; return the HTML's path."""
+    from .report_html import render
+
+    if max_samples < 0:
+        raise InputError(f"max_samples must be 0 or more, not {max_samples}")
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise InputError(f"{run_dir} is not a run directory (no run.json); make one with 'refine-agent bench'")
+    store = RunStore(run_dir)
+    try:
+        info = read_run_info(store)
+        summary = load_summary(store, info)
+        data = collect_report(store, info, int(summary["budget"]), max_samples)
+    finally:
+        store.close()
+    ablation_path = run_dir / "ablation.json"
+    ablation = json.loads(ablation_path.read_text(encoding="utf-8")) if ablation_path.exists() else None
+    plots = make_plots(run_dir, summary, data)
+    uris = {k: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii") for k, p in plots.items()}
+    page = render(info, summary, data, uris, ablation, run_name=run_dir.resolve().name)
+    out = run_dir / "report.html"
+    tmp = out.with_name(".report.html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out

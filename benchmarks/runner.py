@@ -1,0 +1,246 @@
+"""``refine-agent bench``: refine every sample of a dataset into a run directory that loses nothing.
+
+Samples stream from the dataset through a fixed number of workers (``max_samples``), so memory stays
+flat. Every tool result, round and sample is committed as it finishes. A resumed run skips finished
+samples and replays the calls of unfinished ones from the on-disk cache, so it repeats no completed tool
+call and ends with the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from refine_agent import __version__
+from refine_agent.cache import cache_key
+from refine_agent.config import RunConfig, ToolSpec
+from refine_agent.errors import ConfigError, InputError, ToolCallFailed, describe
+from refine_agent.images import Image
+from refine_agent.loop import derive_seed, refine
+from refine_agent.protocols import tool_identity
+from refine_agent.registry import create_tool
+from refine_agent.runtime import Runtime
+from refine_agent.session import Toolset, build_tools
+from refine_agent.store import RunStore, SampleInputs, StoreCache
+from refine_agent.types import JudgeRequest, Round, Trajectory, Verdict
+
+from .datasets import load_dataset
+from .datasets.base import Dataset, Sample, SampleError
+
+RUN_SCHEMA_VERSION = 1
+
+
+class BenchSettings(BaseModel):
+    """What a bench run reads and how it schedules, beside the RunConfig of its tools and loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    limit: int | None = Field(default=None, ge=1)
+    max_samples: int = Field(default=8, ge=1, description="samples refined at once")
+    eval_judge: ToolSpec | None = None
+
+
+@dataclass
+class Progress:
+    """Live counters for the progress bar."""
+
+    total: int | None = None
+    done: int = 0
+    skipped: int = 0
+    errors: int = 0
+    rounds: int = 0
+    passed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def _fingerprint_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The parts of run.json that decide results; a resume must match them exactly."""
+    cfg = info["config"]
+    return {
+        "dataset.spec": info["dataset"]["spec"],
+        "dataset.options": info["dataset"]["options"],
+        "seed": cfg["seed"],
+        "budget": cfg["budget"],
+        "policy": cfg["policy"],
+        "max_pixels": cfg["max_pixels"],
+        **{f"tools.{k}": v for k, v in info["tools"].items()},
+        "eval_judge": (info.get("eval_judge") or {}).get("identity"),
+    }
+
+
+def check_resume(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuse a resume whose settings would change results, naming what differs."""
+    a, b = _fingerprint_fields(old), _fingerprint_fields(new)
+    diff = [k for k in a if json.dumps(a[k], sort_keys=True) != json.dumps(b.get(k), sort_keys=True)]
+    if diff:
+        shown = "; ".join(f"{k}: {json.dumps(a[k], sort_keys=True)} -> {json.dumps(b.get(k), sort_keys=True)}"
+                          for k in diff[:3])
+        raise ConfigError(f"--resume refused: the run was made with different settings that change results ({shown})"
+                          ". Resume with the original settings, or start a new --run-dir")
+
+
+class Bench:
+    def __init__(self, config: RunConfig, settings: BenchSettings, store: RunStore,
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
+        self.config = config
+        self.settings = settings
+        self.store = store
+        self.on_progress = on_progress or (lambda p: None)
+        self.tools: Toolset = build_tools(config)
+        self.eval_tool = self._eval_tool()
+        self.runtime = Runtime(config.runtime, cache=StoreCache(store))
+        self.progress = Progress()
+
+    def _eval_tool(self) -> Any | None:
+        spec = self.settings.eval_judge
+        if spec is None:
+            return None
+        tool = create_tool("judge", spec.spec, spec.options)
+        return None if tool_identity(tool) == tool_identity(self.tools.judge) else tool
+
+    # -- run.json ------------------------------------------------------------------------------------------
+    def run_info(self, dataset: Dataset) -> dict[str, Any]:
+        ev = self.eval_tool
+        ev_ident = tool_identity(ev) if ev is not None else tool_identity(self.tools.judge)
+        key = hashlib.sha256(json.dumps(ev_ident, sort_keys=True).encode()).hexdigest()[:16]
+        return {
+            "schema_version": RUN_SCHEMA_VERSION,
+            "refine_agent_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": "bench",
+            "dataset": {"spec": self.settings.dataset, "options": self.settings.dataset_options,
+                        "limit": self.settings.limit, "size": dataset.size, "categories": dataset.categories,
+                        "info": dataset.info},
+            "config": self.config.model_dump(mode="json"),
+            "settings": self.settings.model_dump(mode="json"),
+            "tools": self.tools.identities(),
+            "eval_judge": {"spec": self.settings.eval_judge.model_dump() if self.settings.eval_judge else None,
+                           "identity": ev_ident, "is_loop_judge": ev is None, "key": key},
+        }
+
+    def prepare(self, resume: bool) -> Dataset:
+        dataset = load_dataset(self.settings.dataset, limit=self.settings.limit, seed=self.config.seed,
+                               options=self.settings.dataset_options)
+        info = self.run_info(dataset)
+        old = self.store.read_run_info()
+        if old is not None or not self.store.is_empty:
+            if not resume:
+                raise InputError(f"{self.store.dir} already holds a run; pass --resume to continue it, or choose "
+                                 "another --run-dir")
+            if old is not None:
+                check_resume(old, info)
+                info["created"] = old.get("created", info["created"])
+        self.store.write_run_info(info)
+        self.info = info
+        return dataset
+
+    # -- samples -------------------------------------------------------------------------------------------
+    async def run(self, dataset: Dataset) -> None:
+        done = await asyncio.to_thread(self.store.finished)
+        self.progress.total = dataset.size
+        queue: asyncio.Queue[tuple[int, Sample | SampleError] | None] = asyncio.Queue(self.settings.max_samples)
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.settings.max_samples)]
+        seen: set[str] = set()
+        rows: Iterator[Sample | SampleError] = iter(dataset)
+        try:
+            index = 0
+            while True:
+                item = await asyncio.to_thread(next, rows, None)
+                if item is None:
+                    break
+                if item.id in seen:
+                    item = SampleError(id=f"{item.id}#{index}", index=index, error=f"duplicate sample id {item.id!r}",
+                                       kind="duplicate_id")
+                seen.add(item.id)
+                if item.id in done:
+                    self.progress.skipped += 1
+                    self.on_progress(self.progress)
+                else:
+                    await queue.put((index, item))
+                index += 1
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+
+    async def _worker(self, queue: asyncio.Queue[tuple[int, Sample | SampleError] | None]) -> None:
+        while (job := await queue.get()) is not None:
+            index, item = job
+            await self._sample(index, item)
+            self.on_progress(self.progress)
+
+    async def _sample(self, index: int, item: Sample | SampleError) -> None:
+        if isinstance(item, SampleError):
+            await asyncio.to_thread(self.store.fail_sample, item.id, index, item.error, item.kind)
+            self.progress.errors += 1
+            return
+        try:
+            source, edited, mask = await asyncio.to_thread(self._load_images, item)
+            inputs = await asyncio.to_thread(self._store_inputs, item, source, edited, mask)
+        except InputError as exc:
+            await asyncio.to_thread(self.store.fail_sample, item.id, index, str(exc), "load_error", item.category,
+                                    item.instruction)
+            self.progress.errors += 1
+            return
+
+        async def on_round(rnd: Round) -> None:
+            await asyncio.to_thread(self.store.put_round, item.id, rnd)
+
+        result = await refine(
+            source, item.instruction, editor=self.tools.editor, refine_editor=self.tools.refine_editor,
+            judge=self.tools.judge, critic=self.tools.critic, edited=edited, budget=self.config.budget,
+            policy=self.config.policy, seed=self.config.seed, sample_id=item.id, runtime=self.runtime,
+            context=item.context, mask=mask, on_round=on_round)
+        traj = result.trajectory
+        if self.eval_tool is not None:
+            await self._evaluate(item, source, mask, traj, result.bank.get)
+        await asyncio.to_thread(self.store.finish_sample, item.id, index, item.category, item.instruction, traj,
+                                inputs, item.extra)
+        self.progress.done += 1
+        self.progress.rounds += len(traj.rounds)
+        best = traj.best
+        self.progress.passed += int(bool(best and best.verdict and best.verdict.passed))
+
+    def _load_images(self, item: Sample) -> tuple[Image, Image | None, Image | None]:
+        mp = self.config.max_pixels
+        source = item.source.load(mp)
+        edited = item.edited.load(mp) if item.edited is not None else None
+        mask = item.mask.load(mp) if item.mask is not None else None
+        return source, edited, mask
+
+    def _store_inputs(self, item: Sample, source: Image, edited: Image | None, mask: Image | None) -> SampleInputs:
+        """Keep the inputs in the image store: rejudging and reports need them after the run."""
+        put = self.store.put_image
+        return SampleInputs(source=put(source), edited=put(edited) if edited is not None else None,
+                            mask=put(mask) if mask is not None else None, context=item.context)
+
+    async def _evaluate(self, item: Sample, source: Image, mask: Image | None, traj: Trajectory,
+                        image_of: Callable[[str], Image]) -> None:
+        """Score every round with the evaluation judge: ablations may pick any round as final."""
+        judge, key = self.eval_tool, self.info["eval_judge"]["key"]
+        for rnd in traj.rounds:
+            if rnd.image is None:
+                continue
+            edited = image_of(rnd.image)
+            seed = derive_seed(self.config.seed, item.id, rnd.index, "eval")
+            req = JudgeRequest(source=source, edited=edited, instruction=traj.instruction, seed=seed, mask=mask,
+                               context=item.context)
+            images = [source.sha256, edited.sha256] + ([mask.sha256] if mask is not None else [])
+            ck = cache_key(tool_identity(judge), "judge", images=images, text=traj.instruction, seed=seed,
+                           extra={"context": item.context} if item.context else None)
+            try:
+                verdict = (await self.runtime.call("judge", judge, lambda r=req: judge.judge(r), key=ck)).value
+            except ToolCallFailed as exc:
+                verdict = Verdict.failed("error", describe(exc), judge=exc.tool)
+            await asyncio.to_thread(self.store.put_eval, key, item.id, rnd.index, verdict)

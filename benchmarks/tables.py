@@ -1,0 +1,102 @@
+"""Rich terminal tables for summaries, ablations and judge alignment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def num(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def ci(c: list[float] | None, digits: int = 2) -> str:
+    return "-" if not c else f"[{c[0]:.{digits}f}, {c[1]:.{digits}f}]"
+
+
+def headline(s: dict[str, Any]) -> str:
+    b = s["by_budget"]
+    first, last = b.get("0", {}), b.get(str(s["budget"]), {})
+    p = s.get("p_value")
+    return (f"one-shot -> refined (budget {s['budget']}): mean overall {num(first.get('mean_overall'))} -> "
+            f"{num(last.get('mean_overall'))} (delta {num(s.get('mean_delta'))}, "
+            f"95% CI {ci(s.get('mean_delta_ci95'))}, "
+            f"Wilcoxon p {'-' if p is None else f'{p:.2g}'}); pass rate {pct(first.get('pass_rate'))} -> "
+            f"{pct(last.get('pass_rate'))}; improvement rate {pct(s.get('improvement_rate'))}, "
+            f"regression rate {pct(s.get('regression_rate'))}")
+
+
+def budget_table(by_budget: dict[str, dict[str, Any]], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("budget", "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "re-edits", "calls/sample",
+                "cost/sample", "improved", "regressed"):
+        t.add_column(col, justify="right")
+    for b in sorted(by_budget, key=int):
+        r = by_budget[b]
+        calls = sum((r.get("tool_calls_per_sample") or {}).values())
+        t.add_row(b, str(r["n"]), num(r["mean_overall"]), ci(r["mean_overall_ci95"]), num(r["mean_sc"]),
+                  num(r["mean_pq"]), pct(r["pass_rate"]), num(r["mean_rounds"]), num(calls, 1),
+                  "-" if not r.get("cost_per_sample") else f"${r['cost_per_sample']:.4f}",
+                  pct(r.get("improvement_rate")), pct(r.get("regression_rate")))
+    return t
+
+
+def category_table(s: dict[str, Any]) -> Table:
+    t = Table(title="By category (one-shot -> final)", title_justify="left")
+    for col in ("category", "n", "overall", "pass rate", "improved", "regressed", "mean delta"):
+        t.add_column(col, justify="left" if col == "category" else "right")
+    for name, c in s["by_category"].items():
+        t.add_row(name, str(c["n_samples"]),
+                  f"{num(c['one_shot']['mean_overall'])} -> {num(c['final']['mean_overall'])}",
+                  f"{pct(c['one_shot']['pass_rate'])} -> {pct(c['final']['pass_rate'])}", pct(c["improvement_rate"]),
+                  pct(c["regression_rate"]), num(c["mean_delta"]))
+    avg = s.get("category_averages") or {}
+    for label in ("macro", "micro"):
+        a = avg.get(label)
+        if a:
+            t.add_row(f"[bold]{label} mean[/]", "", f"{num(a['one_shot']['mean_overall'])} -> "
+                      f"{num(a['final']['mean_overall'])}", f"{pct(a['one_shot']['pass_rate'])} -> "
+                      f"{pct(a['final']['pass_rate'])}", pct(a.get("improvement_rate")), pct(a.get("regression_rate")),
+                      num(a.get("mean_delta")))
+    return t
+
+
+def print_summary(console: Console, s: dict[str, Any]) -> None:
+    console.print(budget_table(s["by_budget"], f"{s.get('dataset')}: {s['n_samples']} samples"))
+    if s.get("by_category"):
+        console.print(category_table(s))
+        console.print(f"[dim]{s['category_averages']['note']}[/]")
+    console.print(f"[bold]{headline(s)}[/]", soft_wrap=True)
+    calls = ", ".join(f"{k} {v}" for k, v in s["tool_calls"].items())
+    console.print(f"tool calls: {calls}; cost ${s['cost_usd']:.4f}", soft_wrap=True)
+    if s["errors"]:
+        console.print("errors (excluded, never scored): " + ", ".join(f"{k} {v}" for k, v in s["errors"].items()),
+                      soft_wrap=True)
+    for w in s.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+
+
+def print_ablation(console: Console, a: dict[str, Any]) -> None:
+    console.print(budget_table(a["by_budget"], "Budget ablation (replayed from one run, no new tool calls)"))
+    console.print(f"[dim]replayable: {a['replayable']}[/]", soft_wrap=True)
+    if a["eval_judge_is_loop_judge"]:
+        console.print("[yellow]warning:[/] the evaluation judge is the loop judge; gains are optimistic",
+                      soft_wrap=True)
+
+
+def print_judge_eval(console: Console, r: dict[str, Any]) -> None:
+    t = Table(title=f"Judge alignment with human scores: {r['judge'].get('name')} on {r['dataset']}",
+              title_justify="left")
+    for col in ("n", "PLCC", "PLCC (4-param logistic)", "SRCC", "KRCC", "failed judgments"):
+        t.add_column(col, justify="right")
+    t.add_row(str(r["n"]), num(r["plcc"], 3), num(r["plcc_logistic"], 3), num(r["srcc"], 3), num(r["krcc"], 3),
+              ", ".join(f"{k} {v}" for k, v in r["failures"].items()) or "0")
+    console.print(t)
+    if r.get("note"):
+        console.print(f"[yellow]note:[/] {r['note']}", soft_wrap=True)

@@ -1,0 +1,262 @@
+"""The run directory: ``run.json``, a transactional record store and content-addressed images.
+
+::
+
+    RUN_DIR/run.json            the full config, schema and package versions, tool identities (written first)
+    RUN_DIR/records.sqlite      SQLite in WAL mode: tool results (the on-disk cache), rounds, samples, evals
+    RUN_DIR/images/ab/<sha>.png every image, named by the sha256 of its pixels
+
+Every write commits (and fsyncs) on its own, as soon as its call, round or sample finishes, so ``kill -9``
+at any moment loses at most the calls in flight. An image file is durable before any record names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import InputError
+from .images import Image, decode_image
+from .types import Critique, EditResult, Round, Trajectory, Usage, Verdict
+
+STORE_SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    sample_id TEXT PRIMARY KEY, idx INTEGER NOT NULL, category TEXT, instruction TEXT, status TEXT NOT NULL,
+    error TEXT, error_kind TEXT, trajectory TEXT, extra TEXT, inputs TEXT, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+    sample_id TEXT NOT NULL, round INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (sample_id, round));
+CREATE TABLE IF NOT EXISTS evals (
+    judge TEXT NOT NULL, sample_id TEXT NOT NULL, round INTEGER NOT NULL, verdict TEXT NOT NULL,
+    PRIMARY KEY (judge, sample_id, round));
+CREATE INDEX IF NOT EXISTS samples_by_idx ON samples (idx);
+"""
+
+
+class SampleInputs(BaseModel):
+    """What the tools saw besides the instruction: image hashes (in the image store) and judge context."""
+
+    source: str
+    edited: str | None = None
+    mask: str | None = None
+    context: dict[str, Any] = {}
+
+
+class SampleRecord(BaseModel):
+    sample_id: str
+    index: int
+    category: str | None
+    instruction: str | None
+    status: str  # "done" | "error"
+    error: str | None = None
+    error_kind: str | None = None
+    trajectory: Trajectory | None = None
+    extra: dict[str, Any] = {}
+    inputs: SampleInputs | None = None
+
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunStore:
+    """One run directory. Thread-safe: one connection, one lock; call it from worker threads."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "images").mkdir(exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.dir / "records.sqlite", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # fsync every commit: a finished record survives a crash
+        self._db.executescript(_TABLES)
+        self._exec("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(STORE_SCHEMA_VERSION),))
+        version = int(self._query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
+        if version != STORE_SCHEMA_VERSION:
+            raise InputError(f"{self.dir} was written by a store of schema {version}; this version reads "
+                             f"schema {STORE_SCHEMA_VERSION}. Use a new --run-dir.")
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        with self._lock:
+            self._db.execute(sql, args)
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._query("SELECT 1 FROM samples LIMIT 1") and not self._query("SELECT 1 FROM results LIMIT 1")
+
+    # -- run.json ------------------------------------------------------------------------------------------
+    @property
+    def run_json(self) -> Path:
+        return self.dir / "run.json"
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        _fsync_write(self.run_json, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode())
+
+    def read_run_info(self) -> dict[str, Any] | None:
+        if not self.run_json.exists():
+            return None
+        return json.loads(self.run_json.read_text(encoding="utf-8"))
+
+    # -- images --------------------------------------------------------------------------------------------
+    def image_path(self, sha: str) -> Path:
+        return self.dir / "images" / sha[:2] / f"{sha}.png"
+
+    def put_image(self, image: Image) -> str:
+        path = self.image_path(image.sha256)
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            _fsync_write(path, image.png_bytes())
+        return image.sha256
+
+    def get_image(self, sha: str) -> Image:
+        path = self.image_path(sha)
+        img = decode_image(path.read_bytes(), name=str(path), max_pixels=2**62)
+        if img.sha256 != sha:
+            raise InputError(f"{path} is damaged: its pixels do not match its name; delete it and --resume")
+        return img
+
+    # -- tool results (the on-disk cache) ------------------------------------------------------------------
+    def get_result(self, key: str) -> Any | None:
+        rows = self._query("SELECT type, payload FROM results WHERE key=?", (key,))
+        return decode_result(rows[0][0], rows[0][1], self) if rows else None
+
+    def put_result(self, key: str, kind: str, value: Any) -> None:
+        type_name, payload = encode_result(value, self)
+        self._exec("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
+                   (key, kind, type_name, payload, time.time()))
+
+    def count_results(self) -> dict[str, int]:
+        return dict(self._query("SELECT kind, COUNT(*) FROM results GROUP BY kind"))  # type: ignore[arg-type]
+
+    # -- rounds and samples --------------------------------------------------------------------------------
+    def put_round(self, sample_id: str, rnd: Round) -> None:
+        self._exec("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)", (sample_id, rnd.index, rnd.model_dump_json()))
+
+    def rounds(self, sample_id: str) -> list[Round]:
+        rows = self._query("SELECT record FROM rounds WHERE sample_id=? ORDER BY round", (sample_id,))
+        return [Round.model_validate_json(r[0]) for r in rows]
+
+    def finish_sample(self, sample_id: str, index: int, category: str | None, instruction: str,
+                      trajectory: Trajectory, inputs: SampleInputs, extra: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM rounds WHERE sample_id=? AND round>=?", (sample_id, len(trajectory.rounds)))
+            for rnd in trajectory.rounds:
+                self._db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)",
+                                 (sample_id, rnd.index, rnd.model_dump_json()))
+            self._db.execute("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, 'done', NULL, NULL, ?, ?, ?, ?)",
+                             (sample_id, index, category, instruction, trajectory.model_dump_json(),
+                              json.dumps(extra or {}, default=str), inputs.model_dump_json(), time.time()))
+            self._db.execute("COMMIT")
+
+    def fail_sample(self, sample_id: str, index: int, error: str, kind: str, category: str | None = None,
+                    instruction: str | None = None) -> None:
+        self._exec("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, 'error', ?, ?, NULL, '{}', NULL, ?)",
+                   (sample_id, index, category, instruction, error, kind, time.time()))
+
+    def finished(self, *, include_errors: bool = False) -> set[str]:
+        statuses = ("done", "error") if include_errors else ("done",)
+        marks = ",".join("?" * len(statuses))
+        return {r[0] for r in self._query(f"SELECT sample_id FROM samples WHERE status IN ({marks})", statuses)}
+
+    def count_samples(self) -> dict[str, int]:
+        return dict(self._query("SELECT status, COUNT(*) FROM samples GROUP BY status"))  # type: ignore[arg-type]
+
+    def iter_samples(self, batch: int = 256) -> Iterator[SampleRecord]:
+        """Every sample record in dataset order, read in batches so memory stays flat."""
+        last = -1
+        while True:
+            rows = self._query("SELECT sample_id, idx, category, instruction, status, error, error_kind, trajectory, "
+                               "extra, inputs FROM samples WHERE idx > ? ORDER BY idx LIMIT ?", (last, batch))
+            if not rows:
+                return
+            for sid, idx, cat, instr, status, err, kind, traj, extra, inputs in rows:
+                yield SampleRecord(sample_id=sid, index=idx, category=cat, instruction=instr, status=status,
+                                   error=err, error_kind=kind,
+                                   trajectory=Trajectory.model_validate_json(traj) if traj else None,
+                                   extra=json.loads(extra or "{}"),
+                                   inputs=SampleInputs.model_validate_json(inputs) if inputs else None)
+            last = rows[-1][1]
+
+    # -- evaluation verdicts -------------------------------------------------------------------------------
+    def put_eval(self, judge: str, sample_id: str, round_index: int, verdict: Verdict) -> None:
+        self._exec("INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?)",
+                   (judge, sample_id, round_index, verdict.model_dump_json()))
+
+    def evals(self, judge: str, sample_id: str) -> dict[int, Verdict]:
+        rows = self._query("SELECT round, verdict FROM evals WHERE judge=? AND sample_id=?", (judge, sample_id))
+        return {r: Verdict.model_validate_json(v) for r, v in rows}
+
+
+# -- result codec -------------------------------------------------------------------------------------------
+def encode_result(value: Any, store: RunStore) -> tuple[str, str]:
+    """Tool results as JSON; an edit's image goes to the image store and the record keeps its hash."""
+    if isinstance(value, EditResult):
+        sha = store.put_image(value.image)
+        payload = {"image": sha, "usage": value.usage.model_dump(), "info": value.info}
+        return "EditResult", json.dumps(payload, default=str)
+    if isinstance(value, (Verdict, Critique)):
+        return type(value).__name__, value.model_dump_json()
+    raise TypeError(f"cannot store a {type(value).__name__} result")
+
+
+def decode_result(type_name: str, payload: str, store: RunStore) -> Any:
+    if type_name == "EditResult":
+        data = json.loads(payload)
+        return EditResult(image=store.get_image(data["image"]), usage=Usage(**data["usage"]), info=data["info"])
+    if type_name == "Verdict":
+        return Verdict.model_validate_json(payload)
+    if type_name == "Critique":
+        return Critique.model_validate_json(payload)
+    raise ValueError(f"unknown stored result type {type_name!r}")
+
+
+class StoreCache:
+    """The runtime's Cache on top of a RunStore: results survive the process, so a resumed run repeats no
+    completed tool call. Reads and writes run in worker threads; the event loop never waits on disk."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.hits = 0
+        self.misses = 0
+
+    async def get(self, key: str) -> Any | None:
+        value = await asyncio.to_thread(self.store.get_result, key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    async def put(self, key: str, value: Any) -> None:
+        kind = {"EditResult": "editor", "Verdict": "judge", "Critique": "critic"}.get(type(value).__name__, "?")
+        await asyncio.to_thread(self.store.put_result, key, kind, value)
