@@ -62,8 +62,8 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
             final = rp.best_round if rp.best_round is not None else 0
             per_budget[b].append(Outcome(
                 sample_id=rec.sample_id, category=rec.category, one_shot=score_of(_judged(traj, evals, 0)),
-                final=score_of(_judged(traj, evals, final)), rounds_used=len(rp.rounds) - 1, calls=rp.calls_by_kind,
-                cost_usd=rp.cost_usd, seconds=rp.tool_seconds))
+                final=score_of(_judged(traj, evals, final)), final_round=final, rounds_used=len(rp.rounds) - 1,
+                calls=rp.calls_by_kind, cost_usd=rp.cost_usd, seconds=rp.tool_seconds))
     return per_budget, errors, totals
 
 

@@ -19,6 +19,7 @@ from refine_agent.protocols import tool_identity
 from refine_agent.runtime import Runtime
 from refine_agent.types import JudgeRequest, Verdict
 
+from .concurrency import for_each
 from .datasets.base import Dataset, Sample, SampleError
 
 
@@ -65,42 +66,39 @@ async def judge_eval(dataset: Dataset, judge: Any, *, runtime: Runtime, seed: in
     load_errors: list[str] = []
     pred: list[float] = []
     mos: list[float] = []
-    gate = asyncio.Semaphore(max_samples)
 
-    async def one(s: Sample) -> None:
-        async with gate:
-            try:
-                if s.edited is None or "mos" not in s.extra:
-                    raise InputError("needs an edited image and a human score ('mos')")
-                source, edited = await asyncio.to_thread(lambda: (s.source.load(max_pixels), s.edited.load(max_pixels)))
-                req = JudgeRequest(source=source, edited=edited, instruction=s.instruction,
-                                   seed=derive_seed(seed, s.id, 0, "judge-eval"), context=s.context)
-                v = (await runtime.call("judge", judge, lambda: judge.judge(req))).value
-            except InputError as exc:
-                failures["load_error"] += 1
-                load_errors.append(f"{s.id}: {exc}")
-                return
-            except ToolCallFailed as exc:
-                v = Verdict.failed("error", describe(exc))
-            score = judge_score(v) if v.ok else None
-            if score is None:
-                failures[v.status if not v.ok else "no_score"] += 1
-            else:
-                pred.append(score)
-                mos.append(float(s.extra["mos"]))
-            if on_sample is not None:
-                on_sample()
+    async def score(s: Sample) -> None:
+        """Load, judge, and keep the score, or count the failure."""
+        try:
+            if s.edited is None or "mos" not in s.extra:
+                raise InputError("needs an edited image and a human score ('mos')")
+            edited_ref = s.edited
+            source, edited = await asyncio.to_thread(lambda: (s.source.load(max_pixels), edited_ref.load(max_pixels)))
+            req = JudgeRequest(source=source, edited=edited, instruction=s.instruction,
+                               seed=derive_seed(seed, s.id, 0, "judge-eval"), context=s.context)
+            v = (await runtime.call("judge", judge, lambda: judge.judge(req))).value
+        except InputError as exc:
+            failures["load_error"] += 1
+            load_errors.append(f"{s.id}: {exc}")
+            return
+        except ToolCallFailed as exc:
+            v = Verdict.failed("error", describe(exc))
+        value = judge_score(v) if v.ok else None
+        if value is None:
+            failures[v.status if not v.ok else "no_score"] += 1
+        else:
+            pred.append(value)
+            mos.append(float(s.extra["mos"]))
 
-    pending: set[asyncio.Task[None]] = set()
-    for item in dataset:
+    async def one(item: Sample | SampleError) -> None:
         if isinstance(item, SampleError):
             failures[item.kind] += 1
-            continue
-        if len(pending) >= 2 * max_samples:
-            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        pending.add(asyncio.create_task(one(item)))
-    if pending:
-        await asyncio.gather(*pending)
+            return
+        await score(item)
+        if on_sample is not None:
+            on_sample()
+
+    await for_each(iter(dataset), one, max_samples)
     result = {"dataset": dataset.spec, "judge": tool_identity(judge), **correlations(pred, mos),
               "failures": dict(failures), "n_failed": sum(failures.values())}
     if load_errors:

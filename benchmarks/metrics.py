@@ -52,6 +52,7 @@ class Outcome:
     category: str | None
     one_shot: Score
     final: Score
+    final_round: int = 0
     rounds_used: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     cost_usd: float = 0.0
@@ -84,7 +85,11 @@ def wilcoxon_p(deltas: Sequence[float]) -> float | None:
         return None
     from scipy.stats import wilcoxon
 
-    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+    # The exact distribution assumes no tied |differences|; 0-10 scores tie often, and then the normal
+    # approximation with its tie correction is the right one.
+    ties = np.unique(np.round(np.abs(d), 9)).size < d.size
+    method = "approx" if ties or d.size > 50 else "exact"
+    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided", method=method).pvalue)
 
 
 def compare(outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -190,9 +195,10 @@ def count_errors(outcomes: Iterable[Outcome], sample_errors: Counter[str]) -> di
     """Failed samples by kind, plus failed evaluation judgments of round 0 and of the final round."""
     errors: Counter[str] = Counter(sample_errors)
     for o in outcomes:
-        for side, s in (("one_shot", o.one_shot), ("final", o.final)):
-            if not s.ok:
-                errors[f"eval_{side}_{s.status}"] += 1
+        if not o.one_shot.ok:
+            errors[f"eval_one_shot_{o.one_shot.status}"] += 1
+        if not o.final.ok and o.final_round != 0:  # the same judgment is not counted twice
+            errors[f"eval_final_{o.final.status}"] += 1
     return dict(sorted(errors.items()))
 
 

@@ -20,6 +20,8 @@ from refine_agent.runtime import Runtime, RuntimeConfig
 from refine_agent.store import RunStore, SampleRecord, StoreCache
 from refine_agent.types import JudgeRequest, Verdict
 
+from .concurrency import for_each
+
 
 def judge_key(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -43,24 +45,15 @@ async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runt
     key = judge_key(identity)
     seed = int(info["config"]["seed"])
     rt = Runtime(runtime or RuntimeConfig.model_validate(info["config"]["runtime"]), cache=StoreCache(store))
-    gate = asyncio.Semaphore(max_samples)
 
     async def one(rec: SampleRecord) -> None:
-        async with gate:
+        if rec.status == "done" and rec.trajectory is not None and rec.inputs is not None:
             await _judge_sample(store, rt, judge, key, seed, rec)
-            if on_sample is not None:
-                on_sample()
+        if on_sample is not None:
+            on_sample()
 
-    if not same:
-        pending: set[asyncio.Task[None]] = set()
-        for rec in store.iter_samples():
-            if rec.status != "done" or rec.trajectory is None or rec.inputs is None:
-                continue
-            if len(pending) >= 2 * max_samples:  # stream: never hold the whole run in memory
-                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            pending.add(asyncio.create_task(one(rec)))
-        if pending:
-            await asyncio.gather(*pending)
+    if not same:  # run.json names the new judge only once every sample has its verdicts
+        await for_each(store.iter_samples(), one, max_samples)
     info["eval_judge"] = {"spec": spec.model_dump(), "identity": identity, "is_loop_judge": same, "key": key}
     info.setdefault("rejudged", []).append({"spec": spec.model_dump(), "identity": identity})
     store.write_run_info(info)
@@ -70,13 +63,25 @@ async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runt
 async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed: int, rec: SampleRecord) -> None:
     assert rec.trajectory is not None and rec.inputs is not None
     have = await asyncio.to_thread(store.evals, key, rec.sample_id)
-    source = await asyncio.to_thread(store.get_image, rec.inputs.source)
-    mask = await asyncio.to_thread(store.get_image, rec.inputs.mask) if rec.inputs.mask else None
+    try:
+        source = await asyncio.to_thread(store.get_image, rec.inputs.source)
+        mask = await asyncio.to_thread(store.get_image, rec.inputs.mask) if rec.inputs.mask else None
+    except (OSError, InputError) as exc:
+        for rnd in rec.trajectory.rounds:
+            if rnd.image is not None and rnd.index not in have:
+                await asyncio.to_thread(store.put_eval, key, rec.sample_id, rnd.index,
+                                        Verdict.failed("error", f"stored input image unreadable: {describe(exc)}"))
+        return
     context = rec.inputs.context
     for rnd in rec.trajectory.rounds:
         if rnd.image is None or rnd.index in have:
             continue
-        edited = await asyncio.to_thread(store.get_image, rnd.image)
+        try:
+            edited = await asyncio.to_thread(store.get_image, rnd.image)
+        except (OSError, InputError) as exc:  # a lost file is a failed judgment, counted, never scored
+            await asyncio.to_thread(store.put_eval, key, rec.sample_id, rnd.index,
+                                    Verdict.failed("error", f"stored image unreadable: {describe(exc)}"))
+            continue
         s = derive_seed(seed, rec.sample_id, rnd.index, "eval")
         req = JudgeRequest(source=source, edited=edited, instruction=rec.trajectory.instruction, seed=s, mask=mask,
                            context=context)

@@ -50,7 +50,8 @@ class Replayed:
 
     @property
     def tool_seconds(self) -> float:
-        return sum(c.seconds for c in self.calls)
+        """Time the calls held a tool (service time, without queueing); calls served from the cache count 0."""
+        return sum(c.service_s for c in self.calls)
 
 
 def _policy_stop(rounds: list[Round], policy: LoopPolicy) -> StopReason | None:

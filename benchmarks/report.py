@@ -71,7 +71,7 @@ def improvement_rate_ci95(transitions: Iterable[tuple[bool, bool]], *, seed: int
 
 
 def cost_per_point(cost_usd: float, total_gain: float) -> float | None:
-    """Total cost divided by the total gain in overall score (summed over samples); None when undefined."""
+    """Cost divided by the gain in overall score it bought; None when undefined (no cost, or no gain)."""
     if cost_usd <= 0 or total_gain <= 0:
         return None
     return cost_usd / total_gain
@@ -226,24 +226,17 @@ def read_run_info(store: RunStore) -> dict[str, Any]:
 
 
 def load_summary(store: RunStore, run_info: dict[str, Any]) -> dict[str, Any]:
-    """``summary.json`` when it matches the run (same evaluation judge, same samples); otherwise recomputed with
-    ``evaluate.summarize`` and written back."""
-    path = store.dir / "summary.json"
-    if path.exists():
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        ev = (run_info.get("eval_judge") or {}).get("identity")
-        if summary.get("eval_judge") == ev and summary.get("n_samples") == sum(store.count_samples().values()):
-            return summary
+    """The run's summary, recomputed from the records (cheap, and never stale) and written to summary.json."""
     from .evaluate import summarize
 
     summary = summarize(store, run_info)
-    write_json(path, summary)
+    write_json(store.dir / "summary.json", summary)
     return summary
 
 
 def report_summary(run_dir: Path) -> dict[str, Any]:
     """The summary the report uses (for the CLI's terminal table)."""
-    store = RunStore(run_dir)
+    store = RunStore(run_dir, writer=False)
     try:
         return load_summary(store, read_run_info(store))
     finally:
@@ -274,7 +267,7 @@ def write_report(run_dir: Path, *, max_samples: int = 200) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "run.json").exists():
         raise InputError(f"{run_dir} is not a run directory (no run.json); make one with 'refine-agent bench'")
-    store = RunStore(run_dir)
+    store = RunStore(run_dir, writer=False)
     try:
         info = read_run_info(store)
         summary = load_summary(store, info)

@@ -118,15 +118,18 @@ def headline(summary: dict[str, Any], data: ReportData) -> str:
     first = bb.get("0") or micro.get("one_shot") or {}
     last = bb.get(str(summary["budget"])) or micro.get("final") or {}
     p = summary.get("p_value")
-    gain = sum(data.deltas)
-    cost = float(summary.get("cost_usd") or 0.0)
-    cpp = cost_per_point(cost, gain)
-    if cost <= 0:
+    # What refinement adds: the extra cost per sample over one-shot (round 0 is paid either way), per point
+    # of mean gain in overall.
+    extra = float(last.get("cost_per_sample") or 0.0) - float((bb.get("0") or {}).get("cost_per_sample") or 0.0)
+    gain = float(summary.get("mean_delta") or 0.0)
+    cpp = cost_per_point(extra, gain)
+    if not last.get("cost_per_sample"):
         cost_v, cost_n = "no cost reported", "the tools reported a cost of $0"
     elif cpp is None:
-        cost_v, cost_n = "no gain", f"total cost ${cost:.4f}, total gain {gain:+.2f} points"
+        cost_v, cost_n = "no gain", f"extra cost ${extra:.4f} per sample, mean gain {gain:+.2f} points"
     else:
-        cost_v, cost_n = f"${cpp:.4f}", f"per point of overall: total ${cost:.4f} / total gain {gain:.2f} points"
+        cost_v, cost_n = f"${cpp:.4f}", (f"extra cost per sample over one-shot ${extra:.4f} / mean gain "
+                                          f"{gain:.2f} points")
     tiles = [
         ("mean overall (0-10)", f"{num(first.get('mean_overall'))} → {num(last.get('mean_overall'))}",
          f"mean gain {num(summary.get('mean_delta'))}, 95% CI {ci(summary.get('mean_delta_ci95'))}, "

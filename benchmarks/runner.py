@@ -73,7 +73,6 @@ def _fingerprint_fields(info: dict[str, Any]) -> dict[str, Any]:
         "policy": cfg["policy"],
         "max_pixels": cfg["max_pixels"],
         **{f"tools.{k}": v for k, v in info["tools"].items()},
-        "eval_judge": (info.get("eval_judge") or {}).get("identity"),
     }
 
 
@@ -84,8 +83,21 @@ def check_resume(old: dict[str, Any], new: dict[str, Any]) -> None:
     if diff:
         shown = "; ".join(f"{k}: {json.dumps(a[k], sort_keys=True)} -> {json.dumps(b.get(k), sort_keys=True)}"
                           for k in diff[:3])
-        raise ConfigError(f"--resume refused: the run was made with different settings that change results ({shown})"
-                          ". Resume with the original settings, or start a new --run-dir")
+        more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+        raise ConfigError(f"--resume refused: the run was made with different settings that change results ({shown}"
+                          f"{more}). Resume with the original settings, or start a new --run-dir")
+    old_ev, new_ev = old.get("eval_judge") or {}, new.get("eval_judge") or {}
+    if old_ev.get("identity") != new_ev.get("identity"):
+        spec = old_ev.get("spec") or {}
+        how = (f"--eval-judge {spec.get('spec')}" + "".join(f" -V {k}={v}" for k, v in spec.get("options", {}).items())
+               if not old_ev.get("is_loop_judge") else "no --eval-judge (it is the loop judge)")
+        raise ConfigError(f"--resume refused: the run's evaluation judge is {old_ev.get('identity')}, so new samples "
+                          f"must be scored by it too; resume with {how}")
+    old_limit, new_limit = old["dataset"].get("limit"), new["dataset"].get("limit")
+    if new_limit is not None and (old_limit is None or new_limit < old_limit):
+        raise ConfigError(f"--resume refused: --limit {new_limit} is below the run's "
+                          f"{'full dataset' if old_limit is None else f'--limit {old_limit}'}, whose samples are "
+                          "already in the run; resume with the same or a larger --limit")
 
 
 class Bench:
@@ -99,6 +111,7 @@ class Bench:
         self.eval_tool = self._eval_tool()
         self.runtime = Runtime(config.runtime, cache=StoreCache(store))
         self.progress = Progress()
+        self._workers: list[asyncio.Task[None]] = []
 
     def _eval_tool(self) -> Any | None:
         spec = self.settings.eval_judge
@@ -139,6 +152,9 @@ class Bench:
             if old is not None:
                 check_resume(old, info)
                 info["created"] = old.get("created", info["created"])
+                info["eval_judge"] = old.get("eval_judge", info["eval_judge"])
+                if "rejudged" in old:
+                    info["rejudged"] = old["rejudged"]
         self.store.write_run_info(info)
         self.info = info
         return dataset
@@ -149,6 +165,7 @@ class Bench:
         self.progress.total = dataset.size
         queue: asyncio.Queue[tuple[int, Sample | SampleError] | None] = asyncio.Queue(self.settings.max_samples)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.settings.max_samples)]
+        self._workers = workers
         seen: set[str] = set()
         rows: Iterator[Sample | SampleError] = iter(dataset)
         try:
@@ -165,19 +182,37 @@ class Bench:
                     self.progress.skipped += 1
                     self.on_progress(self.progress)
                 else:
-                    await queue.put((index, item))
+                    await self._put(queue, (index, item))
                 index += 1
             for _ in workers:
-                await queue.put(None)
+                await self._put(queue, None)
             await asyncio.gather(*workers)
         finally:
             for w in workers:
                 w.cancel()
 
+    async def _put(self, queue: asyncio.Queue[Any], job: Any) -> None:
+        """Queue a job; if a worker died instead (the store itself failed), stop with its error, never hang."""
+        put = asyncio.ensure_future(queue.put(job))
+        while not put.done():
+            running = {w for w in self._workers if not w.done()}
+            done, _ = await asyncio.wait({put, *running}, return_when=asyncio.FIRST_COMPLETED)
+            for worker in done - {put}:
+                exc = worker.exception()
+                if exc is not None:
+                    put.cancel()
+                    raise exc
+
     async def _worker(self, queue: asyncio.Queue[tuple[int, Sample | SampleError] | None]) -> None:
         while (job := await queue.get()) is not None:
             index, item = job
-            await self._sample(index, item)
+            try:
+                await self._sample(index, item)
+            except Exception as exc:  # one sample's surprise must not end the run: record it, go on
+                await asyncio.to_thread(self.store.fail_sample, item.id, index, f"internal error: {describe(exc)}",
+                                        "internal_error", getattr(item, "category", None),
+                                        getattr(item, "instruction", None))
+                self.progress.errors += 1
             self.on_progress(self.progress)
 
     async def _sample(self, index: int, item: Sample | SampleError) -> None:

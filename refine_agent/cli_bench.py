@@ -35,12 +35,12 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 
 
-def _store(run_dir: Path, *, must_exist: bool) -> Any:
+def _store(run_dir: Path, *, must_exist: bool, writer: bool = False) -> Any:
     from .store import RunStore
 
     if must_exist and not (run_dir / "run.json").exists():
         raise _input_error(f"{run_dir} is not a run directory (no run.json); make one with 'refine-agent bench'")
-    return RunStore(run_dir)
+    return RunStore(run_dir, writer=writer)
 
 
 def _input_error(msg: str) -> Exception:
@@ -103,27 +103,27 @@ def bench(
             max_samples=max_samples,
             eval_judge=ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
             if eval_judge else None)
-        store = _store(run_dir, must_exist=False)
-        with _progress() as bar:
-            task = bar.add_task("samples", total=None, rounds=0, errors=0, calls=0, cost=0.0)
-            runner: Bench | None = None
+        with _store(run_dir, must_exist=False, writer=True) as store:
+            with _progress() as bar:
+                task = bar.add_task("samples", total=None, rounds=0, errors=0, calls=0, cost=0.0)
+                runner: Bench | None = None
 
-            def update(p: Any) -> None:
-                stats = runner.runtime.stats if runner is not None else None
-                bar.update(task, total=p.total, completed=p.done + p.errors + p.skipped, rounds=p.rounds,
-                           errors=p.errors, calls=sum(stats.calls.values()) if stats else 0,
-                           cost=stats.cost_usd if stats else 0.0)
+                def update(p: Any) -> None:
+                    stats = runner.runtime.stats if runner is not None else None
+                    bar.update(task, total=p.total, completed=p.done + p.errors + p.skipped, rounds=p.rounds,
+                               errors=p.errors, calls=sum(stats.calls.values()) if stats else 0,
+                               cost=stats.cost_usd if stats else 0.0)
 
-            runner = Bench(cfg, settings, store, on_progress=update)
-            data = runner.prepare(resume)
-            try:
-                asyncio.run(runner.run(data))
-            except KeyboardInterrupt:
-                _fail(f"interrupted after {runner.progress.done} samples; everything finished is saved. Continue "
-                      f"with the same command and --resume", 130)
-        _summarize_and_print(store, runner.info)
-        if budget_list is not None:
-            _ablate_and_print(store, runner.info, budget_list, {})
+                runner = Bench(cfg, settings, store, on_progress=update)
+                data = runner.prepare(resume)
+                try:
+                    asyncio.run(runner.run(data))
+                except KeyboardInterrupt:
+                    _fail(f"interrupted after {runner.progress.done} samples; everything finished is saved. "
+                          "Continue with the same command and --resume", 130)
+            _summarize_and_print(store, runner.info)
+            if budget_list is not None:
+                _ablate_and_print(store, runner.info, budget_list, {})
 
 
 @app.command()
@@ -137,14 +137,14 @@ def rejudge(
     from benchmarks.rejudge import rejudge as run_rejudge
 
     with handled():
-        store = _store(run_dir, must_exist=True)
         spec = ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
-        with _progress() as bar:
-            task = bar.add_task("rejudging", total=store.count_samples().get("done", 0), rounds=0, errors=0,
-                                calls=0, cost=0.0)
-            info = asyncio.run(run_rejudge(store, spec, max_samples=max_samples,
-                                           on_sample=lambda: bar.advance(task)))
-        _summarize_and_print(store, info)
+        with _store(run_dir, must_exist=True, writer=True) as store:
+            with _progress() as bar:
+                task = bar.add_task("rejudging", total=store.count_samples().get("done", 0), rounds=0, errors=0,
+                                    calls=0, cost=0.0)
+                info = asyncio.run(run_rejudge(store, spec, max_samples=max_samples,
+                                               on_sample=lambda: bar.advance(task)))
+            _summarize_and_print(store, info)
 
 
 @app.command()
@@ -156,8 +156,8 @@ def export(
     from benchmarks.export import export as run_export
 
     with handled():
-        store = _store(run_dir, must_exist=True)
-        path = run_export(store, store.read_run_info(), fmt)
+        with _store(run_dir, must_exist=True) as store:
+            path = run_export(store, store.read_run_info(), fmt)
         console.print(f"wrote {path}", soft_wrap=True)
 
 
@@ -173,9 +173,9 @@ def ablate(
     from benchmarks.ablate import parse_budgets
 
     with handled():
-        store = _store(run_dir, must_exist=True)
         overrides = {"threshold": threshold, "patience": patience, "stop_on_pass": False if keep_going else None}
-        _ablate_and_print(store, store.read_run_info(), parse_budgets(budgets), overrides)
+        with _store(run_dir, must_exist=True) as store:
+            _ablate_and_print(store, store.read_run_info(), parse_budgets(budgets), overrides)
 
 
 @app.command("judge-eval")
@@ -222,7 +222,7 @@ def report(
     from benchmarks.tables import print_summary
 
     with handled():
-        _store(run_dir, must_exist=True)
+        _store(run_dir, must_exist=True).close()
         print_summary(console, report_summary(run_dir))
         path = write_report(run_dir, max_samples=max_samples)
         console.print(f"wrote {path} (open it in a browser) and {run_dir / 'plots'}/*.png", soft_wrap=True)

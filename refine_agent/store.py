@@ -70,23 +70,42 @@ class SampleRecord(BaseModel):
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
+    """Write a file so that it survives a crash or power loss: temp file, fsync, rename, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # some filesystems do not open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class RunInUse(InputError):
+    """Another process is writing to the same run directory."""
 
 
 class RunStore:
     """One run directory. Thread-safe: one connection, one lock; call it from worker threads."""
 
-    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], *, writer: bool = True) -> None:
+        """Open (or create) a run directory. A writer holds an exclusive lock on it for its lifetime, so two
+        processes never write one run; readers (report, export, ablate) take no lock."""
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "images").mkdir(exist_ok=True)
         self._lock = threading.Lock()
+        self._lockfile = self._take_lock() if writer else None
         self._db = sqlite3.connect(self.dir / "records.sqlite", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # fsync every commit: a finished record survives a crash
         self._db.executescript(_TABLES)
@@ -95,6 +114,18 @@ class RunStore:
         if version != STORE_SCHEMA_VERSION:
             raise InputError(f"{self.dir} was written by a store of schema {version}; this version reads "
                              f"schema {STORE_SCHEMA_VERSION}. Use a new --run-dir.")
+
+    def _take_lock(self) -> Any:
+        import fcntl
+
+        f = open(self.dir / ".lock", "a+")  # noqa: SIM115 (held open until close())
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise RunInUse(f"{self.dir} is in use by another refine-agent process (bench or rejudge); wait for it "
+                           "to finish or stop it first") from None
+        return f
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
@@ -105,9 +136,18 @@ class RunStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._lockfile is not None:
+            self._lockfile.close()
+            self._lockfile = None
 
     @property
     def is_empty(self) -> bool:
@@ -146,8 +186,16 @@ class RunStore:
 
     # -- tool results (the on-disk cache) ------------------------------------------------------------------
     def get_result(self, key: str) -> Any | None:
+        """A stored tool result, or None. A result whose image file is gone or damaged is dropped, so the call
+        is made again instead of the run getting stuck on it."""
         rows = self._query("SELECT type, payload FROM results WHERE key=?", (key,))
-        return decode_result(rows[0][0], rows[0][1], self) if rows else None
+        if not rows:
+            return None
+        try:
+            return decode_result(rows[0][0], rows[0][1], self)
+        except (OSError, InputError):
+            self._exec("DELETE FROM results WHERE key=?", (key,))
+            return None
 
     def put_result(self, key: str, kind: str, value: Any) -> None:
         type_name, payload = encode_result(value, self)
@@ -168,20 +216,38 @@ class RunStore:
     def finish_sample(self, sample_id: str, index: int, category: str | None, instruction: str,
                       trajectory: Trajectory, inputs: SampleInputs, extra: dict[str, Any] | None = None) -> None:
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM rounds WHERE sample_id=? AND round>=?", (sample_id, len(trajectory.rounds)))
-            for rnd in trajectory.rounds:
-                self._db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)",
-                                 (sample_id, rnd.index, rnd.model_dump_json()))
-            self._db.execute("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, 'done', NULL, NULL, ?, ?, ?, ?)",
-                             (sample_id, index, category, instruction, trajectory.model_dump_json(),
-                              json.dumps(extra or {}, default=str), inputs.model_dump_json(), time.time()))
-            self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM rounds WHERE sample_id=? AND round>=?",
+                                 (sample_id, len(trajectory.rounds)))
+                for rnd in trajectory.rounds:
+                    self._db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)",
+                                     (sample_id, rnd.index, rnd.model_dump_json()))
+                self._replace_sample(sample_id, index, category, instruction, "done", None, None,
+                                     trajectory.model_dump_json(), json.dumps(extra or {}, default=str),
+                                     inputs.model_dump_json())
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _replace_sample(self, sample_id: str, index: int, *values: Any) -> None:
+        """One record per dataset position: a row once stored under a placeholder id ('row-7') and now
+        readable under its real id replaces the old record instead of sitting beside it."""
+        self._db.execute("DELETE FROM samples WHERE idx=? AND sample_id<>?", (index, sample_id))
+        self._db.execute("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (sample_id, index, *values, time.time()))
 
     def fail_sample(self, sample_id: str, index: int, error: str, kind: str, category: str | None = None,
                     instruction: str | None = None) -> None:
-        self._exec("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, 'error', ?, ?, NULL, '{}', NULL, ?)",
-                   (sample_id, index, category, instruction, error, kind, time.time()))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._replace_sample(sample_id, index, category, instruction, "error", error, kind, None, "{}", None)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def finished(self, *, include_errors: bool = False) -> set[str]:
         statuses = ("done", "error") if include_errors else ("done",)
@@ -193,10 +259,11 @@ class RunStore:
 
     def iter_samples(self, batch: int = 256) -> Iterator[SampleRecord]:
         """Every sample record in dataset order, read in batches so memory stays flat."""
-        last = -1
+        last: tuple[int, str] = (-1, "")
         while True:
             rows = self._query("SELECT sample_id, idx, category, instruction, status, error, error_kind, trajectory, "
-                               "extra, inputs FROM samples WHERE idx > ? ORDER BY idx LIMIT ?", (last, batch))
+                               "extra, inputs FROM samples WHERE (idx, sample_id) > (?, ?) "
+                               "ORDER BY idx, sample_id LIMIT ?", (*last, batch))
             if not rows:
                 return
             for sid, idx, cat, instr, status, err, kind, traj, extra, inputs in rows:
@@ -205,7 +272,7 @@ class RunStore:
                                    trajectory=Trajectory.model_validate_json(traj) if traj else None,
                                    extra=json.loads(extra or "{}"),
                                    inputs=SampleInputs.model_validate_json(inputs) if inputs else None)
-            last = rows[-1][1]
+            last = (rows[-1][1], rows[-1][0])
 
     # -- evaluation verdicts -------------------------------------------------------------------------------
     def put_eval(self, judge: str, sample_id: str, round_index: int, verdict: Verdict) -> None:

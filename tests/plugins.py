@@ -18,6 +18,7 @@ class LoggingSimEditor(SimEditor):
         key = f"{req.seed}:{req.image.sha256[:16]}:{req.instruction}"
         self._log(f"start {key}")
         out = await super().edit(req)
+        out.info["request"] = key  # stored with the result, so tests can tell which calls were committed
         self._log(f"end {key}")
         return out
 

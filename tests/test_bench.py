@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -55,19 +56,20 @@ def test_bench_writes_a_run_directory_and_the_summary_contract(tmp_path: Path) -
     assert set(s["tool_calls"]) >= {"editor", "judge", "critic"}
     rates = [s[k] for k in ("improvement_rate", "maintained_rate", "regression_rate", "unchanged_rate")]
     assert sum(rates) == pytest.approx(1.0)
-    store = RunStore(run)
+    store = RunStore(run, writer=False)
     assert len(store.finished()) == 18
     assert list((run / "images").glob("*/*.png"))
 
 
-def test_ablation_equals_fresh_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", [[], ["--patience", "1", "--max-calls", "critic=2"]])
+def test_ablation_equals_fresh_runs(tmp_path: Path, policy: list[str]) -> None:
     big = tmp_path / "big"
-    cli("bench", "synthetic", "--run-dir", str(big), "--limit", "24", "--budgets", "0,1,2,3")
+    cli("bench", "synthetic", "--run-dir", str(big), "--limit", "24", "--budgets", "0,1,2,3", *policy)
     ablation = json.loads((big / "ablation.json").read_text())
     assert (big / "plots" / "ablation.png").is_file()
     for b in (0, 1, 2):
         fresh = tmp_path / f"fresh{b}"
-        cli("bench", "synthetic", "--run-dir", str(fresh), "--limit", "24", "--max-rounds", str(b))
+        cli("bench", "synthetic", "--run-dir", str(fresh), "--limit", "24", "--max-rounds", str(b), *policy)
         assert without_timing(ablation["by_budget"])[str(b)] == without_timing(summary(fresh)["by_budget"])[str(b)]
     assert without_timing(ablation["by_budget"])["3"] == without_timing(summary(big)["by_budget"])["3"]
 
@@ -103,6 +105,17 @@ def test_resume_refuses_settings_that_change_results(tmp_path: Path) -> None:
     r = runner.invoke(app, ["bench", "synthetic", "--run-dir", str(run), "--limit", "6", "--max-rounds", "1",
                             "-E", "skill=0.9", "--resume"])
     assert r.exit_code == 2 and "tools.editor" in r.output
+    r = runner.invoke(app, ["bench", "synthetic", "--run-dir", str(run), "--limit", "3", "--max-rounds", "1",
+                            "--resume"])
+    assert r.exit_code == 2 and "--limit 3 is below the run's --limit 6" in r.output
+    cli("rejudge", str(run), "--eval-judge", "verify", "-V", "noise=1")
+    r = runner.invoke(app, ["bench", "synthetic", "--run-dir", str(run), "--limit", "6", "--max-rounds", "1",
+                            "--resume"])
+    assert r.exit_code == 2 and "resume with --eval-judge verify -V noise=1" in r.output
+    cli("bench", "synthetic", "--run-dir", str(run), "--limit", "7", "--max-rounds", "1", "--resume",
+        "--eval-judge", "verify", "-V", "noise=1")
+    assert summary(run)["n_samples"] == 7 and summary(run)["eval_judge_is_loop_judge"] is False
+    cli("rejudge", str(run), "--eval-judge", "verify")
     # more samples, fewer at once, other timeouts: fine
     cli("bench", "synthetic", "--run-dir", str(run), "--limit", "9", "--max-rounds", "1", "--max-samples", "2",
         "--timeout", "30", "--resume")
@@ -112,7 +125,14 @@ def test_resume_refuses_settings_that_change_results(tmp_path: Path) -> None:
 def _bench_cmd(run: Path, limit: int = 30) -> list[str]:
     return [sys.executable, "-m", "refine_agent", "bench", "synthetic", "--run-dir", str(run), "--limit", str(limit),
             "--max-rounds", "3", "--editor", "tests.plugins:LoggingSimEditor", "-E", "latency_ms=40",
-            "--max-samples", "4"]
+            "--max-samples", "4", "--eval-judge", "verify", "-V", "noise=0.5"]
+
+
+def _committed_edits(run: Path) -> set[str]:
+    """The edit calls whose results the store committed (the tool stamps each result with its request)."""
+    with sqlite3.connect(run / "records.sqlite") as con:
+        rows = con.execute("SELECT payload FROM results WHERE kind='editor'").fetchall()
+    return {json.loads(p)["info"]["request"] for (p,) in rows}
 
 
 def _done(run: Path) -> int:
@@ -149,6 +169,7 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     env["REFINE_AGENT_TEST_LOG"] = str(tmp_path / "first.log")
     assert _run_until(_bench_cmd(broken), env, broken, 5, signal.SIGKILL) == -signal.SIGKILL
     assert 5 <= _done(broken) < 30
+    committed = _committed_edits(broken)
     env["REFINE_AGENT_TEST_LOG"] = str(tmp_path / "second.log")
     assert _run_until(_bench_cmd(broken), {**env}, broken, 10_000, 0) != 0  # without --resume: refused
     subprocess.run(_bench_cmd(broken) + ["--resume"], cwd=ROOT, env=env, check=True, capture_output=True,
@@ -156,7 +177,8 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
 
     _, finished_before = _log(tmp_path / "first.log")
     started_after, _ = _log(tmp_path / "second.log")
-    assert finished_before and not set(finished_before) & set(started_after)  # no completed call repeated
+    assert committed and committed <= set(finished_before)
+    assert not committed & set(started_after)  # no completed (committed) call was made again
     with sqlite3.connect(broken / "records.sqlite") as con:
         assert con.execute("SELECT COUNT(*) FROM samples WHERE status='done'").fetchone()[0] == 30
         dup = con.execute("SELECT COUNT(*) FROM (SELECT sample_id, round FROM rounds GROUP BY 1, 2 "
@@ -225,7 +247,7 @@ def test_rejudge_and_export(tmp_path: Path) -> None:
 
     import pyarrow.parquet as pq
 
-    n_rounds = sum(len(r.trajectory.rounds) for r in RunStore(run).iter_samples())
+    n_rounds = sum(len(r.trajectory.rounds) for r in RunStore(run, writer=False).iter_samples())
     for fmt in ("csv", "jsonl", "parquet"):
         out = cli("export", str(run), "--format", fmt)
         path = run / "export" / f"rounds.{fmt}"
@@ -252,7 +274,62 @@ def test_a_separate_evaluation_judge_scores_every_round(tmp_path: Path) -> None:
         "-V", "noise=0.5")
     s = summary(run)
     assert s["eval_judge_is_loop_judge"] is False and not s["warnings"]
-    store = RunStore(run)
+    store = RunStore(run, writer=False)
     key = json.loads((run / "run.json").read_text())["eval_judge"]["key"]
     for rec in store.iter_samples():
         assert set(store.evals(key, rec.sample_id)) == {r.index for r in rec.trajectory.rounds}
+
+
+async def test_a_sample_that_fails_unexpectedly_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    from benchmarks.datasets.base import Dataset, ImageRef, Sample
+    from benchmarks.runner import Bench, BenchSettings
+    from refine_agent.config import RunConfig
+    from tools.synthetic.generate import iter_samples
+
+    class Exploding(ImageRef):
+        def load(self, max_pixels: int = 0):  # type: ignore[no-untyped-def,override]
+            raise RuntimeError("a bug in a loader")
+
+    def rows():  # type: ignore[no-untyped-def]
+        for i, s in enumerate(iter_samples(5, seed=0)):
+            ref = Exploding(name="x") if i == 2 else ImageRef(image=s.image())
+            yield Sample(id=s.id, instruction=s.instruction, category=s.category, source=ref)
+
+    store = RunStore(tmp_path / "run")
+    bench = Bench(RunConfig(budget={"max_rounds": 1}), BenchSettings(dataset="synthetic", max_samples=1), store)
+    bench.prepare(resume=False)
+    await asyncio.wait_for(bench.run(Dataset(spec="synthetic", rows=rows(), size=5)), 60)
+    recs = list(store.iter_samples())
+    assert [r.status for r in recs] == ["done", "done", "error", "done", "done"]
+    assert recs[2].error_kind == "internal_error" and "a bug in a loader" in (recs[2].error or "")
+
+
+async def test_a_broken_store_stops_the_run_instead_of_hanging(tmp_path: Path) -> None:
+    from benchmarks.datasets.base import Dataset, ImageRef, Sample
+    from benchmarks.runner import Bench, BenchSettings
+    from refine_agent.config import RunConfig
+    from tools.synthetic.generate import iter_samples
+
+    store = RunStore(tmp_path / "run")
+    bench = Bench(RunConfig(budget={"max_rounds": 0}), BenchSettings(dataset="synthetic", max_samples=1), store)
+    bench.prepare(resume=False)
+
+    def broken(*a, **k):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    store.finish_sample = broken  # type: ignore[method-assign]
+    store.fail_sample = broken  # type: ignore[method-assign]
+    rows = (Sample(id=s.id, instruction=s.instruction, source=ImageRef(image=s.image()))
+            for s in iter_samples(6, seed=0))
+    with pytest.raises(OSError, match="No space left"):
+        await asyncio.wait_for(bench.run(Dataset(spec="synthetic", rows=rows, size=6)), 60)
+
+
+def test_rejudge_survives_a_lost_image(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cli("bench", "synthetic", "--run-dir", str(run), "--limit", "6", "--max-rounds", "1")
+    rec = next(r for r in RunStore(run, writer=False).iter_samples() if r.trajectory)
+    RunStore(run, writer=False).image_path(rec.trajectory.rounds[0].image).unlink()
+    cli("rejudge", str(run), "--eval-judge", "verify", "-V", "noise=1", "--max-samples", "2")
+    s = summary(run)
+    assert s["eval_judge_is_loop_judge"] is False and s["errors"].get("eval_one_shot_error") == 1

@@ -18,8 +18,8 @@ from refine_agent.types import Verdict
 
 
 def o(a: float | None, b: float | None, pa: bool | None = None, pb: bool | None = None, cat: str = "x",
-      status: tuple[str, str] = ("ok", "ok")) -> Outcome:
-    return Outcome(sample_id=f"{a}{b}", category=cat,
+      status: tuple[str, str] = ("ok", "ok"), final_round: int = 1) -> Outcome:
+    return Outcome(sample_id=f"{a}{b}", category=cat, final_round=final_round,
                    one_shot=Score(status[0], a, pa if pa is not None else (a is not None and a >= 7)),
                    final=Score(status[1], b, pb if pb is not None else (b is not None and b >= 7)))
 
@@ -44,6 +44,9 @@ def test_failed_judgments_are_excluded_and_counted_never_scored() -> None:
     assert count_errors(outs, __import__("collections").Counter({"load_error": 2})) == {
         "eval_final_refused": 1, "eval_one_shot_parse_error": 1, "load_error": 2}
     assert score_of(Verdict.failed("parse_error", "x")).overall is None
+    # when the final round is round 0, its one failed judgment is counted once
+    same = o(None, None, status=("refused", "refused"), final_round=0)
+    assert count_errors([same], __import__("collections").Counter()) == {"eval_one_shot_refused": 1}
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
@@ -54,6 +57,10 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
 
 
 def test_wilcoxon() -> None:
+    from scipy.stats import wilcoxon
+
+    tied = [1.0, 1.0, 2.0, 2.0, 2.0, 3.0, -1.0, 1.0]  # tied |differences|: the normal approximation applies
+    assert wilcoxon_p(tied) == pytest.approx(wilcoxon(tied, method="approx").pvalue)
     assert wilcoxon_p([0, 0, 0]) is None
     assert wilcoxon_p([1.0] * 12) < 0.01
     p = wilcoxon_p([1, -1, 2, -2, 0.5, -0.5])

@@ -97,7 +97,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_outcomes_agree_with_summary(run_dir: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
-    store = RunStore(run_dir)
+    store = RunStore(run_dir, writer=False)
     try:
         data = collect_report(store, store.read_run_info() or {}, summary["budget"], max_samples=5)
     finally:
@@ -143,7 +143,7 @@ def test_page_is_self_contained_and_escaped(run_dir: Path) -> None:
 def test_max_samples_caps_the_browser_and_says_so(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    store = RunStore(copy)
+    store = RunStore(copy, writer=False)
     first = next(store.iter_samples())
     assert first.trajectory is not None and first.trajectory.rounds[0].image
     store.image_path(first.trajectory.rounds[0].image).unlink()  # a damaged run still gets a page

@@ -1,4 +1,3 @@
-import threading
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ async def test_results_round_trip_through_the_disk_cache(tmp_path: Path) -> None
     critique = Critique(satisfied=False, instruction="again", base="best")
     for key, value in (("k1", edit), ("k2", verdict), ("k3", critique)):
         await cache.put(key, value)
-    reopened = StoreCache(RunStore(tmp_path))
+    reopened = StoreCache(RunStore(tmp_path, writer=False))
     got = await reopened.get("k1")
     assert got.image == solid(3) and got.usage.cost_usd == 0.5 and got.info == {"model": "m"}
     assert await reopened.get("k2") == verdict and await reopened.get("k3") == critique
@@ -82,24 +81,49 @@ def test_evals_are_kept_per_judge(tmp_path: Path) -> None:
     assert store.evals("j2", "s")[1].status == "parse_error"
 
 
-def test_concurrent_writers(tmp_path: Path) -> None:
+def test_one_writer_per_run_directory(tmp_path: Path) -> None:
+    from refine_agent.store import RunInUse
+
+    first = RunStore(tmp_path)
+    with pytest.raises(RunInUse, match="in use by another"):
+        RunStore(tmp_path)
+    RunStore(tmp_path, writer=False).count_samples()  # readers are welcome
+    first.close()
+    RunStore(tmp_path).close()
+
+
+def test_a_failed_commit_rolls_back_and_the_store_keeps_working(tmp_path: Path) -> None:
+    import sqlite3
+
     store = RunStore(tmp_path)
+    other = sqlite3.connect(tmp_path / "records.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
+    store._db.execute("PRAGMA busy_timeout=50")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.finish_sample("s", 0, "c", "x", traj("s", 1), SampleInputs(source="a"))
+    other.execute("ROLLBACK")
+    store.finish_sample("s", 0, "c", "x", traj("s", 1), SampleInputs(source="a"))
+    assert not store._db.in_transaction and RunStore(tmp_path, writer=False).finished() == {"s"}
 
-    def work(k: int) -> None:
-        for i in range(20):
-            store.put_round(f"s{k}", Round(index=i, instruction="x", base="source"))
-            store.put_image(solid(k * 20 + i))
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(len(store.rounds(f"s{k}")) == 20 for k in range(6))
+def test_a_placeholder_record_is_replaced_by_the_real_sample(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.fail_sample("row-2", 2, "row 2: not JSON", "load_error")
+    store.finish_sample("real-2", 2, "c", "x", traj("real-2", 1), SampleInputs(source="a"))
+    store.finish_sample("real-3", 3, "c", "x", traj("real-3", 1), SampleInputs(source="a"))
+    assert [r.sample_id for r in store.iter_samples(batch=1)] == ["real-2", "real-3"]
+
+
+async def test_a_lost_image_makes_its_cached_result_a_miss(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    cache = StoreCache(store)
+    await cache.put("k", EditResult(image=solid(4)))
+    store.image_path(solid(4).sha256).unlink()
+    assert await cache.get("k") is None and store.count_results() == {}
 
 
 def test_run_json(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     assert store.read_run_info() is None and store.is_empty
     store.write_run_info({"schema_version": 1, "x": "é"})
-    assert RunStore(tmp_path).read_run_info() == {"schema_version": 1, "x": "é"}
+    assert RunStore(tmp_path, writer=False).read_run_info() == {"schema_version": 1, "x": "é"}
