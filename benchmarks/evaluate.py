@@ -6,6 +6,7 @@ Reads the store one sample at a time, so memory stays flat however large the run
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import Any
 
@@ -13,7 +14,17 @@ from refine_agent.loop import LoopPolicy
 from refine_agent.store import RunStore
 from refine_agent.types import Verdict
 
-from .metrics import Outcome, budget_stats, by_category, category_averages, compare, count_errors, finite, score_of
+from .metrics import (
+    Outcome,
+    Score,
+    budget_stats,
+    by_category,
+    category_averages,
+    compare,
+    count_errors,
+    finite,
+    score_of,
+)
 from .replay import NotReplayable, replay
 
 OPTIMISTIC_WARNING = ("the evaluation judge is the loop judge: the loop kept the round this judge liked best, so "
@@ -49,6 +60,8 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
             errors["editor_failed"] += 1
             continue
         evals: dict[int, Verdict] | None = store.evals(judge_key, rec.sample_id) if judge_key else None
+        scores: dict[int, Score] = {}  # one Score per round, shared by every budget's outcome
+        category = sys.intern(rec.category) if rec.category else None
         if evals is not None:
             totals["eval_calls"] = totals.get("eval_calls", 0) + len(evals)
             totals["cost_usd"] += sum(v.usage.cost_usd for v in evals.values())
@@ -60,11 +73,22 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
                 totals["not_replayable"].append(str(exc))
                 continue
             final = rp.best_round if rp.best_round is not None else 0
+            for index in (0, final):
+                if index not in scores:
+                    scores[index] = score_of(_judged(traj, evals, index))
             per_budget[b].append(Outcome(
-                sample_id=rec.sample_id, category=rec.category, one_shot=score_of(_judged(traj, evals, 0)),
-                final=score_of(_judged(traj, evals, final)), final_round=final, rounds_used=len(rp.rounds) - 1,
-                calls=rp.calls_by_kind, cost_usd=rp.cost_usd, seconds=rp.tool_seconds))
+                sample_id=rec.sample_id, category=category, one_shot=scores[0], final=scores[final],
+                final_round=final, rounds_used=len(rp.rounds) - 1, calls=_shared(rp.calls_by_kind),
+                cost_usd=rp.cost_usd, seconds=rp.tool_seconds))
     return per_budget, errors, totals
+
+
+_CALLS: dict[tuple[tuple[str, int], ...], dict[str, int]] = {}
+
+
+def _shared(calls: dict[str, int]) -> dict[str, int]:
+    """One dict per distinct call count, shared read-only: runs have few distinct ones and many samples."""
+    return _CALLS.setdefault(tuple(sorted(calls.items())), calls)
 
 
 def _judged(traj: Any, evals: dict[int, Verdict] | None, index: int) -> Verdict | None:

@@ -21,7 +21,7 @@ BOOTSTRAP_SAMPLES = 2000
 TIE_EPS = 1e-6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Score:
     status: str
     overall: float | None = None
@@ -44,7 +44,7 @@ def score_of(v: Verdict | None) -> Score:
                  pq=min(pq) if pq else None)
 
 
-@dataclass
+@dataclass(slots=True)  # one per sample and budget: keep them small, runs can be large
 class Outcome:
     """One sample at one budget: its one-shot and final scores (by the evaluation judge) and what it cost."""
 

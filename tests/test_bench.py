@@ -333,3 +333,14 @@ def test_rejudge_survives_a_lost_image(tmp_path: Path) -> None:
     cli("rejudge", str(run), "--eval-judge", "verify", "-V", "noise=1", "--max-samples", "2")
     s = summary(run)
     assert s["eval_judge_is_loop_judge"] is False and s["errors"].get("eval_one_shot_error") == 1
+
+
+def test_report_command(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cli("bench", "synthetic", "--run-dir", str(run), "--limit", "6", "--max-rounds", "1")
+    out = cli("report", str(run), "--max-samples", "3")
+    assert "report.html" in out and "improvement rate" in out
+    html = (run / "report.html").read_text()
+    assert "Showing the first 3 of 6 samples" in html and (run / "plots" / "deltas.png").is_file()
+    r = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "not a run directory" in r.output
