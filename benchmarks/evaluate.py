@@ -100,7 +100,9 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
               policy: LoopPolicy | None = None) -> dict[str, Any]:
     """``summary.json``: the final budget's comparison at the top, every budget under ``by_budget``."""
     top = int(run_info["config"]["budget"]["max_rounds"])
-    budgets = sorted(set(budgets if budgets is not None else range(top + 1)))
+    if budgets is None:  # a controller run is known at budget 0 and at its own budget only (see replay)
+        budgets = [0, top] if run_info["config"].get("controller") else list(range(top + 1))
+    budgets = sorted(set(budgets))
     per_budget, errors, totals = collect(store, run_info, budgets, policy)
     final = per_budget[budgets[-1]]
     ev = run_info.get("eval_judge") or {}

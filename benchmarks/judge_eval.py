@@ -15,7 +15,7 @@ import numpy as np
 
 from refine_agent.errors import InputError, ToolCallFailed, describe
 from refine_agent.loop import derive_seed
-from refine_agent.protocols import tool_identity
+from refine_agent.protocols import close_tools, tool_identity
 from refine_agent.runtime import Runtime
 from refine_agent.types import JudgeRequest, Verdict
 
@@ -98,7 +98,10 @@ async def judge_eval(dataset: Dataset, judge: Any, *, runtime: Runtime, seed: in
         if on_sample is not None:
             on_sample()
 
-    await for_each(iter(dataset), one, max_samples)
+    try:
+        await for_each(iter(dataset), one, max_samples)
+    finally:
+        await close_tools(judge)
     result = {"dataset": dataset.spec, "judge": tool_identity(judge), **correlations(pred, mos),
               "failures": dict(failures), "n_failed": sum(failures.values())}
     if load_errors:

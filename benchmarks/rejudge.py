@@ -14,7 +14,7 @@ from refine_agent.cache import cache_key
 from refine_agent.config import ToolSpec
 from refine_agent.errors import InputError, ToolCallFailed, describe
 from refine_agent.loop import derive_seed
-from refine_agent.protocols import tool_identity
+from refine_agent.protocols import close_tools, tool_identity
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime, RuntimeConfig
 from refine_agent.store import RunStore, SampleRecord, StoreCache
@@ -53,7 +53,10 @@ async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runt
             on_sample()
 
     if not same:  # run.json names the new judge only once every sample has its verdicts
-        await for_each(store.iter_samples(), one, max_samples)
+        try:
+            await for_each(store.iter_samples(), one, max_samples)
+        finally:
+            await close_tools(judge)
     info["eval_judge"] = {"spec": spec.model_dump(), "identity": identity, "is_loop_judge": same, "key": key}
     info.setdefault("rejudged", []).append({"spec": spec.model_dump(), "identity": identity})
     store.write_run_info(info)

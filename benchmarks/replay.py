@@ -79,6 +79,8 @@ def replay(traj: Trajectory, max_rounds: int, policy: LoopPolicy | None = None,
     policy = policy or run_policy
     if not stored:
         return Replayed([], None, traj.stop_reason)
+    if traj.controller is not None:
+        return _replay_controller(traj, max_rounds)
     end, reason = None, None
     for k, rnd in enumerate(stored):
         if rnd.image is None:  # the edit itself failed here; any run would fail the same way
@@ -112,6 +114,24 @@ def replay(traj: Trajectory, max_rounds: int, policy: LoopPolicy | None = None,
     if not keep_last_critique:
         last.critique = None
     return Replayed(rounds=rounds, best_round=best_round_index(rounds), stop_reason=reason, calls=calls)
+
+
+def _replay_controller(traj: Trajectory, max_rounds: int) -> Replayed:
+    """A controller plans with its whole budget in view, so only two budgets are known: the one-shot round 0,
+    which it never touched, and the run itself (where its own choice of round stands)."""
+    last = len(traj.rounds) - 1
+    if max_rounds >= last:
+        calls = [c for r in traj.rounds for c in r.calls]
+        return Replayed(rounds=list(traj.rounds), best_round=traj.best_round, stop_reason=traj.stop_reason,
+                        calls=calls)
+    if max_rounds == 0:
+        r0 = traj.rounds[0].model_copy(deep=True)
+        r0.critique = None
+        calls = [c for c in r0.calls if c.kind in ("editor", "judge")]
+        return Replayed(rounds=[r0], best_round=0 if r0.scored else None, stop_reason=StopReason.max_rounds,
+                        calls=calls)
+    raise NotReplayable(f"sample {traj.sample_id} was driven by the controller {traj.controller}, which plans with its "
+                        "whole budget in view; only budget 0 and the run's own budget are known")
 
 
 def replayable_fields(run_policy: LoopPolicy) -> str:

@@ -20,14 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from refine_agent import __version__
 from refine_agent.cache import cache_key
-from refine_agent.config import RunConfig, ToolSpec
+from refine_agent.config import RunConfig, ToolSpec, public_dump
 from refine_agent.errors import ConfigError, InputError, ToolCallFailed, describe
 from refine_agent.images import Image
-from refine_agent.loop import derive_seed, refine
-from refine_agent.protocols import tool_identity
+from refine_agent.loop import derive_seed
+from refine_agent.protocols import close_tools, tool_identity
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime
-from refine_agent.session import Toolset, build_tools
+from refine_agent.session import Toolset, build_tools, run_one
 from refine_agent.store import RunStore, SampleInputs, StoreCache
 from refine_agent.types import JudgeRequest, Round, Trajectory, Verdict
 
@@ -133,7 +133,7 @@ class Bench:
             "dataset": {"spec": self.settings.dataset, "options": self.settings.dataset_options,
                         "limit": self.settings.limit, "size": dataset.size, "categories": dataset.categories,
                         "info": dataset.info},
-            "config": self.config.model_dump(mode="json"),
+            "config": public_dump(self.config),
             "settings": self.settings.model_dump(mode="json"),
             "tools": self.tools.identities(),
             "eval_judge": {"spec": self.settings.eval_judge.model_dump() if self.settings.eval_judge else None,
@@ -190,6 +190,8 @@ class Bench:
         finally:
             for w in workers:
                 w.cancel()
+            await self.tools.aclose()
+            await close_tools(self.eval_tool)
 
     async def _put(self, queue: asyncio.Queue[Any], job: Any) -> None:
         """Queue a job; if a worker died instead (the store itself failed), stop with its error, never hang."""
@@ -232,11 +234,8 @@ class Bench:
         async def on_round(rnd: Round) -> None:
             await asyncio.to_thread(self.store.put_round, item.id, rnd)
 
-        result = await refine(
-            source, item.instruction, editor=self.tools.editor, refine_editor=self.tools.refine_editor,
-            judge=self.tools.judge, critic=self.tools.critic, edited=edited, budget=self.config.budget,
-            policy=self.config.policy, seed=self.config.seed, sample_id=item.id, runtime=self.runtime,
-            context=item.context, mask=mask, on_round=on_round)
+        result = await run_one(self.config, self.tools, source, item.instruction, edited=edited, sample_id=item.id,
+                               runtime=self.runtime, on_round=on_round, context=item.context, mask=mask)
         traj = result.trajectory
         if self.eval_tool is not None:
             await self._evaluate(item, source, mask, traj, result.bank.get)

@@ -22,6 +22,7 @@ class CallLimits(BaseModel):
     editor: int | None = Field(default=None, ge=1, description="round 0 needs one edit")
     judge: int | None = Field(default=None, ge=1, description="round 0 needs one judgment")
     critic: int | None = Field(default=None, ge=0)
+    controller: int | None = Field(default=None, ge=1, description="turns of an LLM controller")
     total: int | None = Field(default=None, ge=1)
 
 

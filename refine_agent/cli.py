@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,6 +110,7 @@ def _root(
 
 
 def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, **flags: object) -> None:
+    from .config import public_dump
     from .images import load_image
     from .outputs import write_outputs
     from .session import build_tools, run_one
@@ -128,12 +130,18 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
                 score = f" overall {v.overall:.2f}" if v is not None and v.overall is not None else ""
                 status.update(f"round {getattr(rnd, 'index', '?')} done{score}; refining ...")
 
-            result = asyncio.run(run_one(cfg, tools, src, instruction, edited=given, sample_id=source.stem,
-                                         on_round=on_round))
+            async def run_and_close() -> object:
+                try:
+                    return await run_one(cfg, tools, src, instruction, edited=given, sample_id=source.stem,
+                                         on_round=on_round)
+                finally:
+                    await tools.aclose()
+
+            result = asyncio.run(run_and_close())
         first = result.trajectory.rounds[0]
         if first.image is None and result.failure is not None:  # nothing was made: just say why
             _fail(str(result.failure), result.failure.exit_code)
-        write_outputs(out_dir, result, src, config=cfg.model_dump(mode="json"))
+        write_outputs(out_dir, result, src, config=public_dump(cfg))
         from .console import print_summary
 
         print_summary(console, result.trajectory, str(out_dir))
@@ -236,6 +244,9 @@ from . import cli_bench  # noqa: E402,F401  (registers bench, rejudge, export, a
 
 
 def main() -> None:
+    # Library warnings (e.g. a model with no known price) as one line, like everything else we print.
+    warnings.showwarning = lambda message, *a, **k: err_console.print(f"[yellow]warning:[/] {message}",
+                                                                       highlight=False, soft_wrap=True)
     app(prog_name="refine-agent")
 
 

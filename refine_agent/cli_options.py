@@ -37,6 +37,11 @@ RefineEditorKV = Annotated[list[str] | None, typer.Option(
     "--refine-editor-opt", "-R", rich_help_panel=TOOLS, help="Refine-editor option key=value (repeatable)")]
 JudgeKV = Annotated[list[str] | None, typer.Option(
     "--judge-opt", "-J", rich_help_panel=TOOLS, help="Judge option key=value (repeatable), e.g. -J noise=1")]
+ControllerOpt = Annotated[str | None, typer.Option(
+    "--controller", envvar="REFINE_AGENT_CONTROLLER", rich_help_panel=TOOLS,
+    help="Let an LLM drive the rounds (agentic mode), e.g. llm:openai:gpt-4o; the critic is then unused")]
+ControllerKV = Annotated[list[str] | None, typer.Option(
+    "--controller-opt", "-K", rich_help_panel=TOOLS, help="Controller option key=value (repeatable)")]
 CriticKV = Annotated[list[str] | None, typer.Option(
     "--critic-opt", "-C", rich_help_panel=TOOLS, help="Critic option key=value (repeatable)")]
 MaxRoundsOpt = Annotated[int | None, typer.Option(
@@ -78,8 +83,9 @@ RetriesOpt = Annotated[int | None, typer.Option(
 def _run_options(
     editor: EditorOpt = None, refine_editor: RefineEditorOpt = None, judge: JudgeOpt = None,
     critic: CriticOpt = None, editor_opt: EditorKV = None, refine_editor_opt: RefineEditorKV = None,
-    judge_opt: JudgeKV = None, critic_opt: CriticKV = None, max_rounds: MaxRoundsOpt = None,
-    threshold: ThresholdOpt = None, patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
+    judge_opt: JudgeKV = None, critic_opt: CriticKV = None, controller: ControllerOpt = None,
+    controller_opt: ControllerKV = None, max_rounds: MaxRoundsOpt = None, threshold: ThresholdOpt = None,
+    patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
     max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
     keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None,
     max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
@@ -138,7 +144,8 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
 def config_from_flags(*, config: Path | None, editor: str | None = None, refine_editor: str | None = None,
                       judge: str | None = None, critic: str | None = None, editor_opt: list[str] | None = None,
                       refine_editor_opt: list[str] | None = None, judge_opt: list[str] | None = None,
-                      critic_opt: list[str] | None = None, max_rounds: int | None = None,
+                      critic_opt: list[str] | None = None, controller: str | None = None,
+                      controller_opt: list[str] | None = None, max_rounds: int | None = None,
                       threshold: float | None = None, patience: int | None = None,
                       max_seconds: float | None = None, max_cost: float | None = None,
                       max_calls: list[str] | None = None, base: str | None = None, keep_going: bool = False,
@@ -149,6 +156,10 @@ def config_from_flags(*, config: Path | None, editor: str | None = None, refine_
     _tool(data, "refine_editor", refine_editor, refine_editor_opt)
     _tool(data, "judge", judge, judge_opt)
     _tool(data, "critic", critic, critic_opt)
+    if controller is not None or controller_opt:
+        if controller is None and not isinstance(data.get("controller"), (str, dict)):
+            raise ConfigError("--controller-opt needs --controller")
+        _tool(data, "controller", controller, controller_opt)
     for path, value in (("budget.max_rounds", max_rounds), ("budget.max_seconds", max_seconds),
                         ("budget.max_cost", max_cost), ("policy.threshold", threshold),
                         ("policy.patience", patience), ("policy.force_base", base), ("seed", seed),
@@ -158,7 +169,7 @@ def config_from_flags(*, config: Path | None, editor: str | None = None, refine_
     if keep_going:
         _set(data, "policy.stop_on_pass", False)
     for kind, n in parse_key_values(max_calls, "--max-calls").items():
-        if kind not in (*TOOL_KINDS, "total"):
-            raise ConfigError(f"--max-calls {kind}={n}: kind must be editor, judge, critic or total")
+        if kind not in (*TOOL_KINDS, "controller", "total"):
+            raise ConfigError(f"--max-calls {kind}={n}: kind must be editor, judge, critic, controller or total")
         _set(data, f"budget.max_calls.{kind}", n)
     return validate_config(data, f"config {config} with the command-line options" if config else "options")

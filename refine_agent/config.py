@@ -49,6 +49,8 @@ class RunConfig(BaseModel):
     refine_editor: ToolSpec | None = None
     judge: ToolSpec = Field(default_factory=lambda: ToolSpec(spec="verify"))
     critic: ToolSpec = Field(default_factory=lambda: ToolSpec(spec="rule"))
+    controller: ToolSpec | None = Field(default=None, description="an LLM that drives the rounds instead of the "
+                                        "fixed policy (agentic mode); the critic is then unused")
     budget: Budget = Field(default_factory=Budget)
     policy: LoopPolicy = Field(default_factory=LoopPolicy)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -116,10 +118,28 @@ def build_config(file: str | Path | None, overrides: dict[str, Any] | None = Non
 def _normalise_tools(data: dict[str, Any]) -> dict[str, Any]:
     """Let a string stand for a tool spec, so that merging a flag into a file's options keeps them."""
     out = dict(data)
-    for key in ("editor", "refine_editor", "judge", "critic"):
+    for key in ("editor", "refine_editor", "judge", "critic", "controller"):
         if isinstance(out.get(key), str):
             out[key] = {"spec": out[key]}
     return out
+
+
+SECRET_KEY = ("key", "token", "secret", "password", "authorization")
+
+
+def redacted(value: Any) -> Any:
+    """A copy with every secret-looking field (api_key, token, ...) masked: for run.json, logs and outputs."""
+    if isinstance(value, dict):
+        return {k: ("***" if isinstance(k, str) and any(w in k.lower() for w in SECRET_KEY) and v else redacted(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
+
+
+def public_dump(config: RunConfig) -> dict[str, Any]:
+    """The config as JSON, with secrets masked: what output directories and run.json record."""
+    return redacted(config.model_dump(mode="json"))
 
 
 def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:

@@ -12,7 +12,17 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError, validation_message
-from .types import Critique, CritiqueRequest, EditRequest, EditResult, JudgeRequest, ToolKind, Verdict
+from .types import (
+    ControllerDecision,
+    ControllerRequest,
+    Critique,
+    CritiqueRequest,
+    EditRequest,
+    EditResult,
+    JudgeRequest,
+    ToolKind,
+    Verdict,
+)
 
 
 @runtime_checkable
@@ -36,7 +46,16 @@ class Critic(Protocol):
     async def critique(self, req: CritiqueRequest) -> Critique: ...
 
 
-METHOD_OF_KIND: dict[str, str] = {"editor": "edit", "judge": "judge", "critic": "critique"}
+@runtime_checkable
+class Controller(Protocol):
+    """Drives refinement itself (agentic mode): picks the next tool call from what happened so far."""
+
+    name: str
+
+    async def decide(self, req: ControllerRequest) -> ControllerDecision: ...
+
+
+METHOD_OF_KIND: dict[str, str] = {"editor": "edit", "judge": "judge", "critic": "critique", "controller": "decide"}
 
 
 def tool_capacity(tool: object) -> int:
@@ -51,6 +70,16 @@ def tool_identity(tool: object) -> dict[str, Any]:
     if callable(ident):
         return dict(ident())
     return {"name": getattr(tool, "name", type(tool).__name__), "params": {}}
+
+
+async def close_tools(*tools: object) -> None:
+    """Let tools that hold connections (API clients) close them before the event loop ends."""
+    seen: set[int] = set()
+    for tool in tools:
+        close = getattr(tool, "aclose", None)
+        if tool is not None and id(tool) not in seen and callable(close):
+            seen.add(id(tool))
+            await close()
 
 
 def check_tool(kind: ToolKind, tool: object) -> None:

@@ -15,13 +15,15 @@ from typing import Any
 
 from .errors import ConfigError, MissingExtraError, UnknownToolError
 from .protocols import check_tool
-from .types import TOOL_KINDS, ToolKind
+from .types import ToolKind
 
 ENTRY_POINT_GROUPS: dict[str, str] = {
     "editor": "refine_agent.editors",
     "judge": "refine_agent.judges",
     "critic": "refine_agent.critics",
+    "controller": "refine_agent.controllers",
 }
+KINDS: tuple[ToolKind, ...] = ("editor", "judge", "critic", "controller")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,20 @@ BUILTINS: tuple[ToolEntry, ...] = (
               "turns the verifier's findings into a re-edit instruction and base"),
     ToolEntry("critic", "repeat", "tools.critics.repeat:RepeatCritic",
               "baseline: re-run the original instruction from the source with a new seed"),
+    ToolEntry("editor", "openai", "tools.editors.openai_images:OpenAIImageEditor",
+              "OpenAI Images edit endpoint (openai:gpt-image-1) or a compatible server", extra="api"),
+    ToolEntry("judge", "openai", "tools.judges.vlm:OpenAIJudge",
+              "VLM judge over the OpenAI-compatible Chat API (OpenAI, vLLM, DashScope, ...)", extra="api"),
+    ToolEntry("judge", "anthropic", "tools.judges.vlm:AnthropicJudge", "VLM judge over the Anthropic Messages API",
+              extra="api"),
+    ToolEntry("critic", "openai", "tools.critics.vlm:OpenAICritic",
+              "VLM critic over the OpenAI-compatible Chat API", extra="api"),
+    ToolEntry("critic", "anthropic", "tools.critics.vlm:AnthropicCritic", "VLM critic over the Anthropic Messages API",
+              extra="api"),
+    ToolEntry("critic", "from-judge", "tools.critics.vlm:FromJudgeCritic",
+              "reads the critique a judge+critic judge already wrote: no extra call"),
+    ToolEntry("controller", "llm", "tools.controllers.llm:LLMController",
+              "a tool-calling LLM drives the refinement (llm:openai:MODEL or llm:anthropic:MODEL)", extra="api"),
 )
 
 
@@ -82,7 +98,7 @@ class Registry:
         # Built-ins in the order they are declared, then plugins by name.
         order = {key: i for i, key in enumerate(self._entries)}
         return sorted((e for e in self._entries.values() if kind is None or e.kind == kind),
-                      key=lambda e: (TOOL_KINDS.index(e.kind), e.origin != "built-in",
+                      key=lambda e: (KINDS.index(e.kind), e.origin != "built-in",
                                      order[(e.kind, e.name)] if e.origin == "built-in" else 0, e.name))
 
     def names(self, kind: ToolKind) -> list[str]:

@@ -22,10 +22,11 @@ from .budget import BudgetTracker
 from .cache import Cache, MemoryCache
 from .errors import PermanentToolError, ToolCallFailed, ToolError, TransientToolError, describe
 from .protocols import tool_capacity
-from .types import CallRecord, Critique, EditResult, ToolKind, Usage, Verdict
+from .types import CallRecord, ControllerDecision, Critique, EditResult, ToolKind, Usage, Verdict
 
 T = TypeVar("T")
-RESULT_TYPES: dict[str, type] = {"editor": EditResult, "judge": Verdict, "critic": Critique}
+RESULT_TYPES: dict[str, type] = {"editor": EditResult, "judge": Verdict, "critic": Critique,
+                                 "controller": ControllerDecision}
 _ATTEMPT: ContextVar[int] = ContextVar("refine_agent_attempt", default=1)
 
 

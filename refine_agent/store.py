@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from .errors import InputError
 from .images import Image, decode_image
-from .types import Critique, EditResult, Round, Trajectory, Usage, Verdict
+from .types import ControllerDecision, Critique, EditResult, Round, Trajectory, Usage, Verdict
 
 STORE_SCHEMA_VERSION = 1
 
@@ -291,7 +291,7 @@ def encode_result(value: Any, store: RunStore) -> tuple[str, str]:
         sha = store.put_image(value.image)
         payload = {"image": sha, "usage": value.usage.model_dump(), "info": value.info}
         return "EditResult", json.dumps(payload, default=str)
-    if isinstance(value, (Verdict, Critique)):
+    if isinstance(value, (Verdict, Critique, ControllerDecision)):
         return type(value).__name__, value.model_dump_json()
     raise TypeError(f"cannot store a {type(value).__name__} result")
 
@@ -304,6 +304,8 @@ def decode_result(type_name: str, payload: str, store: RunStore) -> Any:
         return Verdict.model_validate_json(payload)
     if type_name == "Critique":
         return Critique.model_validate_json(payload)
+    if type_name == "ControllerDecision":
+        return ControllerDecision.model_validate_json(payload)
     raise ValueError(f"unknown stored result type {type_name!r}")
 
 
@@ -325,5 +327,6 @@ class StoreCache:
         return value
 
     async def put(self, key: str, value: Any) -> None:
-        kind = {"EditResult": "editor", "Verdict": "judge", "Critique": "critic"}.get(type(value).__name__, "?")
+        kind = {"EditResult": "editor", "Verdict": "judge", "Critique": "critic",
+                "ControllerDecision": "controller"}.get(type(value).__name__, "?")
         await asyncio.to_thread(self.store.put_result, key, kind, value)

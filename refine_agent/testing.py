@@ -122,3 +122,22 @@ class FunctionCritic(_Function):
 
     async def critique(self, req: CritiqueRequest) -> Critique:
         return await self._call(req, lambda r: Critique(satisfied=False, instruction=r.instruction, base="source"))
+
+
+class ScriptedController(_Scripted):
+    """A controller whose decisions are scripted: ``("edit", {"instruction": ..., "base": ...})`` tuples,
+    ControllerDecision objects, exceptions, or functions of the request."""
+
+    kind = "controller"
+
+    def __init__(self, steps: Sequence[Any] = (), *, name: str = "scripted-controller", **kw: Any) -> None:
+        super().__init__(steps, name=name, **kw)
+
+    async def decide(self, req: Any) -> Any:
+        from .types import ControllerDecision
+
+        out = await self._next(req)
+        if isinstance(out, tuple):
+            name, args = out
+            return ControllerDecision(id=f"call-{len(self.requests)}", name=name, arguments=dict(args))
+        return out

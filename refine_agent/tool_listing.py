@@ -9,8 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import InputError, RefineAgentError, describe
-from .registry import default_registry, load_target
-from .types import TOOL_KINDS
+from .registry import KINDS, default_registry, load_target
 
 SIMULATION_OPTIONS = ("latency_ms", "max_concurrency", "fail_rate")
 
@@ -43,10 +42,10 @@ def describe_entry(entry: Any) -> tuple[str, list[str]]:
 
 
 def print_tools(console: Console, kind: str | None = None) -> None:
-    if kind is not None and kind not in TOOL_KINDS:
-        raise InputError(f"--kind must be one of {', '.join(TOOL_KINDS)}, not '{kind}'")
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"--kind must be one of {', '.join(KINDS)}, not '{kind}'")
     reg = default_registry()
-    for k in TOOL_KINDS:
+    for k in KINDS:
         if kind is not None and k != kind:
             continue
         table = Table(title=f"{k}s", title_justify="left", show_lines=True)
@@ -61,4 +60,4 @@ def print_tools(console: Console, kind: str | None = None) -> None:
     console.print("[dim]Simulation options of built-in tools: latency_ms (service time per call, holding one "
                   "capacity slot), max_concurrency (capacity), fail_rate (seeded transient failures, retried).[/]")
     console.print("[dim]Also: any my_pkg.module:Class that implements the protocol, and plugins registered under "
-                  "the entry-point groups refine_agent.editors / .judges / .critics.[/]")
+                  "the entry-point groups refine_agent.editors / .judges / .critics / .controllers.[/]")

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .images import Image
 
-ToolKind = Literal["editor", "judge", "critic"]
-TOOL_KINDS: tuple[ToolKind, ...] = ("editor", "judge", "critic")
+ToolKind = Literal["editor", "judge", "critic", "controller"]
+TOOL_KINDS: tuple[ToolKind, ...] = ("editor", "judge", "critic")  # the kinds of the fixed-policy loop
 VerdictStatus = Literal["ok", "parse_error", "refused", "error", "unsupported"]
 Base = Literal["current", "source", "best"]
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
@@ -187,6 +187,7 @@ class CritiqueRequest(_Request):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
+
 class Critique(BaseModel):
     """A critic's answer: is the edit good enough, why, and what to do next (instruction + base image)."""
 
@@ -202,6 +203,40 @@ class Critique(BaseModel):
         if not self.satisfied and not (self.instruction and self.instruction.strip()):
             raise ValueError("an unsatisfied critique needs a re-edit instruction")
         return self
+
+
+class ControllerEvent(BaseModel):
+    """One tool call a controller made, and what came back (text, and the hashes of images it was shown)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: str = ""
+    images: list[str] = Field(default_factory=list)
+
+
+class ControllerRequest(_Request):
+    """Everything a controller sees: the task, the rounds so far, its own transcript and what is left."""
+
+    source: Image
+    instruction: str
+    transcript: list[ControllerEvent]
+    images: dict[str, Image] = Field(default_factory=dict)  # by hash: the images the transcript shows
+    rounds: list[Round] = Field(default_factory=list)
+    budget_left: dict[str, Any] = Field(default_factory=dict)
+    seed: int
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class ControllerDecision(BaseModel):
+    """The next tool call: ``edit(instruction, base)``, ``judge(image)`` or ``finish(image, reason)``."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    thought: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    info: dict[str, Any] = Field(default_factory=dict)
 
 
 class CallRecord(BaseModel):
@@ -271,6 +306,8 @@ class StopReason(str, Enum):
     judge_failed = "judge_failed"
     editor_failed = "editor_failed"
     critic_failed = "critic_failed"
+    controller_finished = "controller_finished"
+    controller_failed = "controller_failed"
 
 
 TRAJECTORY_SCHEMA_VERSION = 1
@@ -290,6 +327,8 @@ class Trajectory(BaseModel):
     usage: UsageTotals = Field(default_factory=UsageTotals)
     seconds: float = 0.0
     tools: dict[str, Any] = Field(default_factory=dict)
+    controller: str | None = None  # set when an LLM controller drove the rounds instead of the fixed policy
+    controller_log: list[ControllerEvent] = Field(default_factory=list)
 
     @property
     def best(self) -> Round | None:
@@ -301,3 +340,4 @@ class Trajectory(BaseModel):
 
 
 CritiqueRequest.model_rebuild()
+ControllerRequest.model_rebuild()

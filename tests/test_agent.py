@@ -1,0 +1,85 @@
+"""The controller-driven loop (agentic mode) with a scripted controller: tools, budget, records."""
+
+from __future__ import annotations
+
+from refine_agent import Budget, CallLimits, Runtime, RuntimeConfig
+from refine_agent.agent import agentic_refine
+from refine_agent.runtime import RetryPolicy
+from refine_agent.testing import FunctionEditor, FunctionJudge, ScriptedController
+from refine_agent.types import JudgeRequest, StopReason, Verdict
+
+from .conftest import solid
+
+SOURCE = solid(0)
+FAST = RuntimeConfig(retry=RetryPolicy(initial_wait=0, max_wait=0, jitter=0))
+
+
+def brightness_judge() -> FunctionJudge:
+    def fn(req: JudgeRequest) -> Verdict:
+        s = round(float(req.edited.array[0, 0, 0]) / 25.0, 3)
+        return Verdict(scores={"SC": [s, 10.0], "PQ": [10.0, 10.0]}, passed=s >= 8)
+    return FunctionJudge(fn)
+
+
+def editor() -> FunctionEditor:
+    """Each edit makes the image brighter by 60 (from whatever base it was given)."""
+    return FunctionEditor(lambda r: solid(min(250, int(r.image.array[0, 0, 0]) + 60)))
+
+
+async def run(steps, **kw):  # type: ignore[no-untyped-def]
+    ctrl = ScriptedController(steps)
+    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=editor(), judge=brightness_judge(),
+                               runtime=Runtime(FAST), **kw)
+    return res, ctrl
+
+
+async def test_the_controller_edits_judges_and_finishes() -> None:
+    res, ctrl = await run([("edit", {"instruction": "brighter", "base": "current"}), ("judge", {"image": "1"}),
+                           ("edit", {"instruction": "brighter still", "base": "current"}),
+                           ("finish", {"image": "1", "reason": "round 1 is enough"})])
+    t = res.trajectory
+    assert t.stop_reason is StopReason.controller_finished and t.controller == "scripted-controller"
+    assert [r.base for r in t.rounds] == ["source", "current", "current"]
+    assert [r.image for r in t.rounds] == [solid(60).sha256, solid(120).sha256, solid(180).sha256]
+    assert t.best_round == 1  # the controller's choice, even though round 2 scores higher
+    assert all(r.verdict is not None for r in t.rounds)  # round 2 judged for the record
+    assert [e.name for e in t.controller_log] == ["edit", "judge", "edit", "finish"]
+    assert "overall" in t.controller_log[1].result and t.controller_log[0].images == [solid(120).sha256]
+    assert t.rounds[0].critique is not None and t.rounds[0].critique.instruction == "brighter"
+    assert t.usage.calls["controller"] == 4
+    ctrl.assert_done()
+    req = ctrl.requests[1]  # the second turn saw the first call and the image it produced
+    assert req.transcript[0].name == "edit" and solid(120).sha256 in req.images
+    assert req.budget_left["edits_left"] == 2
+
+
+async def test_edits_past_the_budget_are_refused() -> None:
+    res, _ = await run([("edit", {"instruction": "a", "base": "source"}), ("edit", {"instruction": "b",
+                                                                                     "base": "source"}),
+                        ("finish", {"image": "best", "reason": "out of edits"})], budget=Budget(max_rounds=1))
+    t = res.trajectory
+    assert len(t.rounds) == 2 and "refused" in t.controller_log[1].result
+    assert t.stop_reason is StopReason.controller_finished
+
+
+async def test_bad_calls_are_answered_and_repeated_ones_end_the_run() -> None:
+    res, _ = await run([("paint", {}), ("edit", {"base": "current"}), ("judge", {"image": "7"})])
+    t = res.trajectory
+    assert t.stop_reason is StopReason.controller_failed and t.best_round == 0
+    assert "unknown tool" in t.controller_log[0].result and "non-empty" in t.controller_log[1].result
+
+
+async def test_running_out_of_turns_keeps_the_best_round() -> None:
+    steps = [("edit", {"instruction": "x", "base": "current"}), ("judge", {"image": "current"})] * 3
+    res, _ = await run(steps, budget=Budget(max_rounds=5, max_calls=CallLimits(controller=4)))
+    t = res.trajectory
+    assert t.stop_reason is StopReason.max_tool_calls and t.usage.calls["controller"] == 4
+    assert t.best_round == 2 and len(t.rounds) == 3
+
+
+async def test_refining_a_given_edit() -> None:
+    ctrl = ScriptedController([("finish", {"image": "0", "reason": "already fine"})])
+    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=editor(), edited=solid(220),
+                               judge=brightness_judge(), runtime=Runtime(FAST))
+    t = res.trajectory
+    assert t.rounds[0].base == "given" and t.best_round == 0 and t.usage.calls["editor"] == 0

@@ -1,0 +1,1 @@
+"""Controllers for agentic mode: an LLM that picks every step (edit, judge, finish) itself."""

@@ -1,0 +1,105 @@
+"""``llm:PROVIDER:MODEL`` controller: a tool-calling LLM (OpenAI-compatible or Anthropic) drives the
+refinement loop itself through ``edit``, ``judge`` and ``finish``. It sees the source, the one-shot edit,
+every image it asked for, and the budget left; the loop enforces the budget."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from refine_agent.errors import ConfigError
+from refine_agent.protocols import ToolBase
+from refine_agent.types import ControllerDecision, ControllerRequest, Usage
+from tools.api.chat import Msg, ToolCall, ToolDef, make_adapter
+from tools.api.options import TRANSPORT_OPTIONS, APIOptions
+
+PROMPT = Path(__file__).with_name("system_prompt.md")
+IMAGE_REF = {"type": "string", "description": "a round number, or current / best"}
+TOOLS = [
+    ToolDef("edit", "Ask the editor for a new version of the image.", {
+        "type": "object", "additionalProperties": False, "required": ["instruction", "base"],
+        "properties": {"instruction": {"type": "string", "description": "what the editor should do now"},
+                       "base": {"type": "string", "description": "source, current, best, or a round number"}}}),
+    ToolDef("judge", "Get the judge's verdict on a round.", {
+        "type": "object", "additionalProperties": False, "required": ["image"], "properties": {"image": IMAGE_REF}}),
+    ToolDef("finish", "Stop and keep a round as the result.", {
+        "type": "object", "additionalProperties": False, "required": ["image", "reason"],
+        "properties": {"image": IMAGE_REF, "reason": {"type": "string"}}}),
+]
+
+
+class ControllerOptions(APIOptions):
+    temperature: float | None = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+    max_tokens: int = Field(default=1024, ge=16, description="longest reply")
+    prompt: str | None = Field(default=None, description="a file with your own system prompt")
+
+
+class LLMController(ToolBase):
+    name: ClassVar[str] = "llm"
+    kind: ClassVar[str] = "controller"
+    summary: ClassVar[str] = "a tool-calling LLM drives the refinement (llm:openai:MODEL, llm:anthropic:MODEL)"
+    Options = ControllerOptions
+    runtime_only_options = TRANSPORT_OPTIONS
+
+    def __init__(self, provider: str, model: str, options: Any = None) -> None:
+        super().__init__(options)
+        if provider not in ("openai", "anthropic"):
+            raise ConfigError(f"controller llm:{provider}:{model}: the provider must be openai or anthropic")
+        self.provider, self.model = provider, model
+        self.name = f"llm:{provider}:{model}"  # type: ignore[misc]
+        o: ControllerOptions = self.options  # type: ignore[assignment]
+        path = Path(o.prompt) if o.prompt else PROMPT
+        if not path.is_file():
+            raise ConfigError(f"controller prompt file {path} does not exist")
+        self.system = path.read_text(encoding="utf-8")
+        self.prompt_id = f"{path.stem}-{hashlib.sha256(self.system.encode()).hexdigest()[:8]}"
+        self.chat = make_adapter(provider, model, o)
+
+    @classmethod
+    def from_spec(cls, model: str | None, options: dict[str, Any]) -> LLMController:
+        provider, _, name = (model or "").partition(":")
+        if not provider or not name:
+            raise ConfigError("a controller spec needs a provider and a model, e.g. llm:openai:gpt-4o or "
+                              "llm:anthropic:claude-sonnet-4-5")
+        return cls(provider, name, options)
+
+    async def aclose(self) -> None:
+        await self.chat.aclose()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "params": {**super().identity()["params"], "prompt": self.prompt_id}}
+
+    def messages(self, req: ControllerRequest) -> list[Msg]:
+        r0 = req.rounds[0] if req.rounds else None
+        first: list[Any] = [f"Instruction: {req.instruction}"]
+        if req.context:
+            first.append("Context: " + "; ".join(f"{k}: {v}" for k, v in req.context.items()))
+        first += ["The original image:", req.source]
+        if r0 is not None and r0.image in req.images:
+            v = r0.verdict
+            verdict = f"overall {v.overall}, passed {v.passed}: {v.reasoning}" if v is not None else "not judged"
+            first += ["Round 0, the first edit of the original:", req.images[r0.image], f"Its verdict: {verdict}"]
+        msgs = [Msg(role="system", parts=[self.system]), Msg(role="user", parts=first)]
+        for e in req.transcript:
+            msgs.append(Msg(role="assistant", tool_calls=[ToolCall(id=e.id, name=e.name, arguments=e.arguments)]))
+            msgs.append(Msg(role="tool", tool_call_id=e.id,
+                            parts=[e.result, *(req.images[h] for h in e.images if h in req.images)]))
+        left = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in req.budget_left.items() if v is not None)
+        msgs.append(Msg(role="user", parts=[f"Budget left: {left}. Call one tool."]))
+        return msgs
+
+    async def decide(self, req: ControllerRequest) -> ControllerDecision:
+        o: ControllerOptions = self.options  # type: ignore[assignment]
+        reply = await self.chat.complete(self.messages(req), tools=TOOLS, temperature=o.temperature, seed=req.seed,
+                                         max_tokens=o.max_tokens)
+        usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd)
+        info = {"model": reply.model, "prompt": self.prompt_id, "temperature": o.temperature, "seed": req.seed}
+        if not reply.tool_calls:  # the loop tells the model to call a tool, and counts the turn
+            return ControllerDecision(id=f"turn-{len(req.transcript)}", name="", thought=reply.text or
+                                      (reply.refusal or ""), usage=usage, info=info)
+        call = reply.tool_calls[0]
+        return ControllerDecision(id=call.id, name=call.name, arguments=call.arguments, thought=reply.text,
+                                  usage=usage, info=info)

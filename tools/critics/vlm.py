@@ -1,0 +1,119 @@
+"""VLM critics: ``openai:MODEL`` and ``anthropic:MODEL`` write an EditRefine-style critique (analysis,
+satisfied, one re-edit instruction and a base) from the source, the current edit, the instruction, the last
+verdict and the history. ``from-judge`` reads the critique a ``judge+critic`` judge already wrote into its
+verdict, so a round costs one VLM call instead of two."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from refine_agent.errors import ConfigError, PermanentToolError
+from refine_agent.protocols import ToolBase
+from refine_agent.types import Critique, CritiqueRequest, Usage
+from tools.api.chat import Msg, make_adapter
+from tools.api.errors import Refused
+from tools.api.options import TRANSPORT_OPTIONS, APIOptions
+from tools.judges.prompts import (
+    MODES,
+    format_history,
+    format_instructions,
+    format_verdict,
+    json_schema,
+    load_template,
+    parse_reply,
+    parse_structured,
+    to_critique,
+)
+
+
+class CriticOptions(APIOptions):
+    template: str | None = Field(default=None, description="your own critic prompt file")
+    temperature: float | None = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+    max_tokens: int = Field(default=1024, ge=16, description="longest reply")
+    structured: bool = Field(default=True, description="ask for structured output where the server supports it")
+
+
+class VLMCritic(ToolBase):
+    provider: ClassVar[str] = "openai"
+    kind: ClassVar[str] = "critic"
+    Options = CriticOptions
+    runtime_only_options = TRANSPORT_OPTIONS
+
+    def __init__(self, model: str, options: Any = None) -> None:
+        super().__init__(options)
+        self.model = model
+        self.name = f"{self.provider}:{model}"  # type: ignore[misc]
+        o: CriticOptions = self.options  # type: ignore[assignment]
+        self.mode = MODES["critic"]
+        self.template = load_template(o.template or self.mode.templates[0])
+        self.chat = make_adapter(self.provider, model, o)
+
+    @classmethod
+    def from_spec(cls, model: str | None, options: dict[str, Any]) -> VLMCritic:
+        if not model:
+            raise ConfigError(f"critic '{cls.provider}' needs a model: {cls.provider}:MODEL")
+        return cls(model, options)
+
+    async def aclose(self) -> None:
+        await self.chat.aclose()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "params": {**super().identity()["params"], "template": self.template.id}}
+
+    async def critique(self, req: CritiqueRequest) -> Critique:
+        o: CriticOptions = self.options  # type: ignore[assignment]
+        schema = self.mode.schemas[0]
+        context = "\n".join(f"{k.replace('_', ' ')}: {v}" for k, v in req.context.items() if v not in (None, ""))
+        text = self.template.render(instruction=req.instruction, context=context, verdict=format_verdict(req.verdict),
+                                    history=format_history(list(req.history)),
+                                    format_instructions=format_instructions(schema))
+        parts: list[Any] = [text, "Source image:", req.source, "Current edit:", req.edited]
+        try:
+            reply = await self.chat.complete([Msg(role="user", parts=parts)],
+                                             schema=json_schema(schema) if o.structured else None,
+                                             schema_name="critique", temperature=o.temperature, seed=req.seed,
+                                             max_tokens=o.max_tokens)
+        except Refused as exc:
+            raise PermanentToolError(f"critic {self.name}: {exc}") from None
+        if reply.refused:
+            raise PermanentToolError(f"critic {self.name} declined: {reply.refusal}")
+        parsed = parse_structured(schema, reply.structured) if reply.structured is not None else None
+        if parsed is None or parsed.value is None:
+            parsed = parse_reply(schema, reply.text)
+        if parsed.value is None:  # a critique that cannot be read stops the loop; it is never made up
+            raise PermanentToolError(f"critic {self.name}: the reply did not parse ({parsed.error}); "
+                                     f"raw: {(reply.text or '')[:200]!r}")
+        usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd)
+        return to_critique(parsed.value, usage=usage, info={"model": reply.model, "template": self.template.id,
+                                                            "temperature": o.temperature, "seed": req.seed})
+
+
+class OpenAICritic(VLMCritic):
+    provider = "openai"
+    summary: ClassVar[str] = "VLM critic over the OpenAI-compatible Chat API"
+
+
+class AnthropicCritic(VLMCritic):
+    provider = "anthropic"
+    summary: ClassVar[str] = "VLM critic over the Anthropic Messages API"
+
+
+class FromJudgeCritic(ToolBase):
+    """The critique a ``judge+critic`` judge returned with its verdict; makes no call of its own."""
+
+    name: ClassVar[str] = "from-judge"
+    kind: ClassVar[str] = "critic"
+    summary: ClassVar[str] = "reads the critique a judge+critic judge already wrote: no extra call"
+
+    @property
+    def capacity(self) -> int:
+        return 64
+
+    async def critique(self, req: CritiqueRequest) -> Critique:
+        data = req.verdict.info.get("critique")
+        if not isinstance(data, dict):
+            raise PermanentToolError("critic from-judge needs a judge that writes critiques: use a VLM judge with "
+                                     "-J mode=judge+critic")
+        return to_critique(data, info={"from_judge": req.verdict.judge})

@@ -1,0 +1,224 @@
+"""VLM judges: ``openai:MODEL`` (any OpenAI-compatible server: OpenAI, vLLM ``serve``, DashScope's
+compatible mode, ...) and ``anthropic:MODEL``.
+
+Modes (``-J mode=...``), each with one output contract that writes the prompt's format instructions and
+parses the reply (``tools.judges.prompts``):
+
+- ``viescore`` (default): two calls, SC on source + edit ([success, overediting]) and PQ on the edit
+  ([naturalness, artifacts]); ``viescore_single`` asks for all four in one call;
+- ``yesno``: a strict pass/fail with reasoning (RE-Edit); per-sample context (a rationale) goes in the prompt;
+- ``iecritic``: one 1-5 rating after ``<think>`` reasoning, in ``<answer>`` tags (IE-Critic-R1), mapped to 0-10;
+- ``judge+critic``: the VIEScore judgment and a critique in one call; pair it with ``--critic from-judge``.
+
+Replies use structured output where the server supports it and are parsed tolerantly otherwise. A reply
+that does not parse is a ``parse_error`` verdict with the raw text; a refusal is ``refused``; neither is
+ever scored. ``repeats`` asks several times (new seeds) and aggregates; fewer than ``min_valid`` valid
+answers is a failed judgment. Every verdict records the model id the server reported, the temperature,
+the seeds and the prompt template ids.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from refine_agent.errors import ConfigError
+from refine_agent.protocols import ToolBase
+from refine_agent.types import Critique, JudgeRequest, Usage, Verdict
+from tools.api.chat import ChatReply, Msg, make_adapter
+from tools.api.errors import Refused
+from tools.api.options import TRANSPORT_OPTIONS, APIOptions
+
+from .masking import masked
+from .prompts import MODES, Mode, format_instructions, json_schema, load_template, parse_reply, parse_structured
+
+Aggregate = Literal["mean", "median", "majority"]
+
+
+class JudgeOptions(APIOptions):
+    mode: Literal["viescore", "viescore_single", "yesno", "iecritic", "judge+critic"] = Field(
+        default="viescore", description="what to ask; see the module docs")
+    template: str | None = Field(default=None, description="your own prompt file (for viescore: the SC prompt)")
+    pq_template: str | None = Field(default=None, description="your own PQ prompt file (viescore)")
+    temperature: float | None = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+    max_tokens: int = Field(default=1024, ge=16, description="longest reply")
+    structured: bool = Field(default=True, description="ask for structured output where the server supports it")
+    repeats: int = Field(default=1, ge=1, le=20, description="ask this many times (new seeds) and aggregate")
+    aggregate: Aggregate = Field(default="mean", description="mean, median or majority (of pass/fail)")
+    min_valid: int = Field(default=1, ge=1, description="fewest valid answers for a verdict")
+    pass_threshold: float = Field(default=7.0, ge=0, le=10, description="overall score that passes (score modes)")
+    mask_dilation: int = Field(default=7, ge=0, description="pixels to grow a judging mask by (RefEdit uses 7)")
+
+    @model_validator(mode="after")
+    def _valid_counts(self) -> JudgeOptions:
+        if self.min_valid > self.repeats:
+            raise ValueError(f"min_valid={self.min_valid} is more than repeats={self.repeats}")
+        return self
+
+
+@dataclass
+class Answer:
+    """One valid or failed answer to one request (one repeat)."""
+
+    status: str
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    overall: float | None = None
+    passed: bool | None = None
+    reasoning: str = ""
+    raw: str = ""
+    critique: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VLMJudge(ToolBase):
+    provider: ClassVar[str] = "openai"
+    kind: ClassVar[str] = "judge"
+    Options = JudgeOptions
+    runtime_only_options = TRANSPORT_OPTIONS
+
+    def __init__(self, model: str, options: Any = None) -> None:
+        super().__init__(options)
+        self.model = model
+        self.name = f"{self.provider}:{model}"  # type: ignore[misc]
+        o: JudgeOptions = self.options  # type: ignore[assignment]
+        self.mode: Mode = MODES[o.mode]
+        names = list(self.mode.templates)
+        if o.template:
+            names[0] = o.template
+        if o.pq_template and len(names) > 1:
+            names[1] = o.pq_template
+        self.templates = [load_template(n) for n in names]
+        self.chat = make_adapter(self.provider, model, o)
+
+    @classmethod
+    def from_spec(cls, model: str | None, options: dict[str, Any]) -> VLMJudge:
+        if not model:
+            raise ConfigError(f"judge '{cls.provider}' needs a model: {cls.provider}:MODEL, e.g. "
+                              f"{'openai:gpt-4o' if cls.provider == 'openai' else 'anthropic:claude-sonnet-4-5'}")
+        return cls(model, options)
+
+    async def aclose(self) -> None:
+        await self.chat.aclose()
+
+    def identity(self) -> dict[str, Any]:
+        params = super().identity()["params"]
+        params["templates"] = [t.id for t in self.templates]  # a changed prompt is a different judge
+        return {"name": self.name, "params": params}
+
+    # -- one request ---------------------------------------------------------------------------------------
+    async def _ask(self, schema: Any, template: Any, images: list[Any], values: dict[str, Any],
+                   seed: int) -> tuple[Any, ChatReply | None, str]:
+        o: JudgeOptions = self.options  # type: ignore[assignment]
+        text = template.render(format_instructions=format_instructions(schema), **values)
+        structured = o.structured and self.mode.structured
+        try:
+            reply = await self.chat.complete([Msg(role="user", parts=[text, *images])],
+                                             schema=json_schema(schema) if structured else None,
+                                             schema_name=schema.__name__.lower(), temperature=o.temperature,
+                                             seed=seed, max_tokens=o.max_tokens)
+        except Refused as exc:
+            return None, None, f"refused: {exc}"
+        if reply.refused:
+            return None, reply, f"refused: {reply.refusal}"
+        parsed = parse_structured(schema, reply.structured) if reply.structured is not None else None
+        if parsed is None or parsed.value is None:
+            parsed = parse_reply(schema, reply.text)
+        if parsed.value is None:
+            return None, reply, f"parse_error: {parsed.error}"
+        return parsed.value, reply, ""
+
+    async def _answer(self, req: JudgeRequest, seed: int, usage: list[Usage], models: set[str]) -> Answer:
+        o: JudgeOptions = self.options  # type: ignore[assignment]
+        values = {"instruction": req.instruction, "context": _context(req.context)}
+        source, edited = req.source, req.edited
+        if req.mask is not None and self.mode.uses_mask:
+            source, edited = masked(source, req.mask, o.mask_dilation), masked(edited, req.mask, o.mask_dilation)
+            values["instruction"] = req.context.get("masked_instruction", req.instruction)
+        parts: list[Any] = []
+        raws: list[str] = []
+        for i, (schema, template) in enumerate(zip(self.mode.schemas, self.templates, strict=True)):
+            sees_both = self.mode.images[i] == "both"
+            images = ["Source image:", source, "Edited image:", edited] if sees_both else ["Edited image:",
+                                                                                          req.edited]
+            value, reply, problem = await self._ask(schema, template, images, values, seed)
+            if reply is not None:
+                usage.append(Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                                   cost_usd=reply.cost_usd))
+                models.add(reply.model)
+                raws.append(reply.text or (reply.structured and str(reply.structured)) or "")
+            if problem:
+                status = problem.split(":", 1)[0]
+                return Answer(status=status, reasoning=problem, raw="\n---\n".join(raws))
+            parts.append(value)
+        return self.mode.to_answer(parts, Answer, raw="\n---\n".join(raws))
+
+    # -- the judgment ---------------------------------------------------------------------------------------
+    async def judge(self, req: JudgeRequest) -> Verdict:
+        o: JudgeOptions = self.options  # type: ignore[assignment]
+        usage: list[Usage] = []
+        models: set[str] = set()
+        answers = [await self._answer(req, req.seed + i, usage, models) for i in range(o.repeats)]
+        total = sum(usage, Usage())
+        info = {"model": sorted(models)[0] if len(models) == 1 else sorted(models), "requested_model": self.model,
+                "mode": o.mode, "temperature": o.temperature, "seeds": [req.seed + i for i in range(o.repeats)],
+                "templates": [t.id for t in self.templates], "repeats": o.repeats, "aggregate": o.aggregate}
+        valid = [a for a in answers if a.status == "ok"]
+        info["valid"] = len(valid)
+        if len(valid) < o.min_valid:
+            worst = Counter(a.status for a in answers if a.status != "ok").most_common(1)[0][0]
+            return Verdict.failed(worst, f"{len(valid)} of {o.repeats} answers were usable "  # type: ignore[arg-type]
+                                  f"(need {o.min_valid}): " + " | ".join(a.reasoning for a in answers if a.reasoning),
+                                  judge=self.name, raw="\n===\n".join(a.raw for a in answers), usage=total, info=info)
+        return self._aggregate(valid, total, info)
+
+    def _aggregate(self, valid: list[Answer], usage: Usage, info: dict[str, Any]) -> Verdict:
+        o: JudgeOptions = self.options  # type: ignore[assignment]
+        pick = statistics.median if o.aggregate == "median" else statistics.fmean
+        reasoning = valid[0].reasoning if len(valid) == 1 else " | ".join(a.reasoning for a in valid)
+        raw = "\n===\n".join(a.raw for a in valid)
+        info.update({k: v for a in valid[:1] for k, v in a.extra.items()})
+        critique = next((a.critique for a in valid if a.critique is not None), None)
+        if critique is not None:
+            info["critique"] = critique
+        if valid[0].scores:
+            scores = {k: [round(pick(a.scores[k][i] for a in valid), 4) for i in range(len(valid[0].scores[k]))]
+                      for k in valid[0].scores}
+            v = Verdict(scores=scores, reasoning=reasoning, judge=self.name, raw=raw, usage=usage, info=info)
+            v.passed = self._passes(v.overall, [a.passed for a in valid])
+            return v
+        overall = None
+        if valid[0].overall is not None:
+            overall = round(pick(a.overall for a in valid if a.overall is not None), 4)
+        passed = self._passes(overall, [a.passed for a in valid])
+        return Verdict(overall=overall, passed=passed, reasoning=reasoning, judge=self.name, raw=raw, usage=usage,
+                       info=info)
+
+    def _passes(self, overall: float | None, votes: list[bool | None]) -> bool | None:
+        o: JudgeOptions = self.options  # type: ignore[assignment]
+        if overall is not None and (o.aggregate != "majority" or all(v is None for v in votes)):
+            return overall >= o.pass_threshold
+        known = [v for v in votes if v is not None]
+        return None if not known else sum(known) * 2 > len(known)
+
+
+def _context(context: dict[str, Any]) -> str:
+    """Per-sample context a dataset gives the judge (e.g. RE-Edit's rationale), as prompt text."""
+    shown = {k: v for k, v in context.items() if k != "masked_instruction" and v not in (None, "")}
+    return "\n".join(f"{k.replace('_', ' ')}: {v}" for k, v in shown.items())
+
+
+class OpenAIJudge(VLMJudge):
+    provider = "openai"
+    summary: ClassVar[str] = "VLM judge over the OpenAI-compatible Chat API (OpenAI, vLLM, DashScope, ...)"
+
+
+class AnthropicJudge(VLMJudge):
+    provider = "anthropic"
+    summary: ClassVar[str] = "VLM judge over the Anthropic Messages API"
+
+
+__all__ = ["AnthropicJudge", "Critique", "JudgeOptions", "OpenAIJudge", "VLMJudge"]
