@@ -59,8 +59,8 @@ class _AgentLoop(_Loop):
         if isinstance(ref, (int, float)) or (isinstance(ref, str) and ref.strip().isdigit()):
             k = int(ref)
             return k if 0 <= k < len(self.rounds) and self.rounds[k].image is not None else None
-        if ref in ("current", "latest", "last"):
-            return self.rounds[-1].index if self.rounds[-1].image is not None else None
+        if ref in ("current", "latest", "last"):  # the newest round that has an image (an edit may have failed)
+            return next((r.index for r in reversed(self.rounds) if r.image is not None), None)
         if ref == "best":
             return best_round_index(self.rounds)
         return None
@@ -75,16 +75,34 @@ class _AgentLoop(_Loop):
     def turns(self) -> int:
         return self.tracker.usage.calls.get("controller", 0)
 
+    @property
+    def unjudged(self) -> int:
+        """Rounds with an image and no verdict yet: each holds a judgment in reserve (see run_all)."""
+        return sum(1 for r in self.rounds if r.image is not None and r.verdict is None)
+
     def out_of_budget(self) -> StopReason | None:
         b = self.budget
         if self.turns >= self.turn_limit:
             return StopReason.max_tool_calls
-        if b.max_calls.total is not None and self.tracker.usage.total_calls >= b.max_calls.total:
+        if b.max_calls.total is not None and self.tracker.usage.total_calls + self.unjudged >= b.max_calls.total:
             return StopReason.max_tool_calls
         if b.max_seconds is not None and self.tracker.elapsed >= b.max_seconds:
             return StopReason.max_seconds
         if b.max_cost is not None and self.tracker.usage.cost_usd >= b.max_cost:
             return StopReason.max_cost
+        return None
+
+    def call_limit_refusal(self) -> str | None:
+        """Why a new edit would break a per-kind or total call limit, or None if it fits. Every round is judged
+        before the run ends, so an edit reserves its judgment, and the rounds not yet judged hold theirs."""
+        limits, calls = self.budget.max_calls, self.tracker.usage.calls
+        needs = {"editor": 1, "judge": 1 + self.unjudged}
+        for kind, n in needs.items():
+            limit = getattr(limits, kind)
+            if limit is not None and calls.get(kind, 0) + n > limit:
+                return f"the budget allows {limit} {kind} calls and this edit would need more"
+        if limits.total is not None and self.tracker.usage.total_calls + sum(needs.values()) > limits.total:
+            return f"the budget allows {limits.total} tool calls in all and this edit would need more"
         return None
 
     async def decide(self) -> ControllerDecision:
@@ -113,6 +131,9 @@ class _AgentLoop(_Loop):
             if len(self.rounds) - 1 >= self.budget.max_rounds:
                 return (f"refused: the budget allows {self.budget.max_rounds} re-edits and all are used; "
                         "call finish"), [], True
+            refused = self.call_limit_refusal()
+            if refused:
+                return f"refused: {refused}; call finish", [], True
             base_ref = args.get("base", "current")
             if base_ref == "source":
                 base_image, base_round, base = self.source, None, "source"
@@ -129,7 +150,8 @@ class _AgentLoop(_Loop):
             self.rounds.append(rnd)
             await self.edit(rnd, self.refine_editor, base_image)
             await self.finish_round(rnd)
-            if rnd.image is None:
+            if rnd.image is None:  # the round keeps the error; the controller may rephrase (e.g. after a refusal)
+                self.failure = None
                 return f"the edit failed: {rnd.error}", [], True
             return f"round {rnd.index}: edited from {base_ref}", [rnd.image], True
         if d.name == "judge":
@@ -172,8 +194,6 @@ class _AgentLoop(_Loop):
                 self.rounds[self.chosen].critique = self.rounds[self.chosen].critique or Critique(
                     satisfied=True, analysis=str(d.arguments.get("reason") or d.thought))
                 return StopReason.controller_finished
-            if self.rounds[-1].image is None:
-                return StopReason.editor_failed
             invalid = 0 if valid else invalid + 1
             if invalid >= MAX_INVALID_TURNS:
                 return StopReason.controller_failed

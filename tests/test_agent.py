@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from refine_agent import Budget, CallLimits, Runtime, RuntimeConfig
 from refine_agent.agent import agentic_refine
+from refine_agent.errors import PermanentToolError
 from refine_agent.runtime import RetryPolicy
 from refine_agent.testing import FunctionEditor, FunctionJudge, ScriptedController
 from refine_agent.types import JudgeRequest, StopReason, Verdict
@@ -83,3 +84,36 @@ async def test_refining_a_given_edit() -> None:
                                judge=brightness_judge(), runtime=Runtime(FAST))
     t = res.trajectory
     assert t.rounds[0].base == "given" and t.best_round == 0 and t.usage.calls["editor"] == 0
+
+
+async def test_per_kind_call_limits_refuse_edits() -> None:
+    # Round 0 uses one edit and one judgment; an edit also reserves the judgment every round gets for the record.
+    steps = [("edit", {"instruction": "x", "base": "current"})] * 4 + [("finish", {"image": "best"})]
+    res, _ = await run(steps, budget=Budget(max_rounds=4, max_calls=CallLimits(editor=3, judge=3)))
+    t = res.trajectory
+    assert len(t.rounds) == 3 and t.usage.calls["editor"] == 3 and t.usage.calls["judge"] == 3
+    assert [("refused" in e.result) for e in t.controller_log] == [False, False, True, True, False]
+    assert "3 editor calls" in t.controller_log[2].result
+    res, _ = await run(steps, budget=Budget(max_rounds=4, max_calls=CallLimits(total=10)))
+    t = res.trajectory
+    # round 0 takes 2 calls, each turn 1, each edit 2 with its judgment: the third turn (2 + 3 + 4 = 9) cannot
+    # afford another edit (11), the fourth is refused too (10 with the reserved judgments), and then no turn fits
+    assert len(t.rounds) == 3 and t.usage.total_calls == 10 and "tool calls in all" in t.controller_log[2].result
+    assert t.stop_reason is StopReason.max_tool_calls and len(t.controller_log) == 4
+
+
+async def test_a_failed_edit_is_shown_to_the_controller_which_goes_on() -> None:
+    def flaky(req):  # type: ignore[no-untyped-def]
+        if "forbidden" in req.instruction:
+            raise PermanentToolError("the editor refused this instruction")
+        return solid(min(250, int(req.image.array[0, 0, 0]) + 60))
+
+    ctrl = ScriptedController([("edit", {"instruction": "forbidden words", "base": "current"}),
+                               ("edit", {"instruction": "brighter", "base": "current"}),
+                               ("finish", {"image": "current", "reason": "rephrased"})])
+    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=FunctionEditor(flaky),
+                               judge=brightness_judge(), runtime=Runtime(FAST))
+    t = res.trajectory
+    assert "the edit failed" in t.controller_log[0].result and "refused this instruction" in t.controller_log[0].result
+    assert t.rounds[1].image is None and t.rounds[1].error and t.rounds[2].image == solid(120).sha256
+    assert t.stop_reason is StopReason.controller_finished and t.best_round == 2 and res.failure is None
