@@ -109,6 +109,7 @@ class _Loop:
         except ToolCallFailed as exc:
             if exc.record is not None:
                 rnd.calls.append(exc.record)
+                rnd.usage = rnd.usage + exc.record.usage  # failed attempts may have been billed
                 rnd.seconds[timing] = rnd.seconds.get(timing, 0.0) + exc.record.seconds
             raise
         rnd.calls.append(out.record)

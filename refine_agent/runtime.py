@@ -28,6 +28,7 @@ T = TypeVar("T")
 RESULT_TYPES: dict[str, type] = {"editor": EditResult, "judge": Verdict, "critic": Critique,
                                  "controller": ControllerDecision}
 _ATTEMPT: ContextVar[int] = ContextVar("refine_agent_attempt", default=1)
+_METER: ContextVar[list[Usage] | None] = ContextVar("refine_agent_meter", default=None)
 
 
 def current_attempt() -> int:
@@ -37,6 +38,18 @@ def current_attempt() -> int:
     not depend on what ran before or alongside them.
     """
     return _ATTEMPT.get()
+
+
+def bill(usage: Usage) -> None:
+    """Report usage a tool was billed for inside the current call, as soon as the bill is known.
+
+    A tool's result reports the usage of the attempt that succeeded. What an attempt that then failed was
+    already billed for (the first of two requests, a timed-out judgment's finished repeats) would be lost;
+    the runtime adds it from these reports, so cost is never under-counted.
+    """
+    meter = _METER.get()
+    if meter is not None:
+        meter.append(usage)
 
 
 class RetryPolicy(BaseModel):
@@ -90,6 +103,7 @@ _Limit = tuple[object, asyncio.Semaphore]  # the tool (kept alive, so its id sta
 class _Timing:
     queued: float = 0.0  # waiting for a capacity slot
     service: float = 0.0  # holding one
+    lost: Usage = field(default_factory=Usage)  # billed to attempts that failed
 
 
 @dataclass
@@ -162,13 +176,20 @@ class Runtime:
         async with self.limiter(tool):
             granted = time.perf_counter()
             timing.queued += granted - asked
+            meter: list[Usage] = []
+            token = _METER.set(meter)
             try:
-                if timeout is None:
-                    return await invoke()
-                return await asyncio.wait_for(invoke(), timeout)
-            except asyncio.TimeoutError:
-                raise ToolTimeout(f"no answer within {timeout:g}s") from None
+                try:
+                    if timeout is None:
+                        return await invoke()
+                    return await asyncio.wait_for(invoke(), timeout)
+                except asyncio.TimeoutError:
+                    raise ToolTimeout(f"no answer within {timeout:g}s") from None
+            except BaseException:
+                timing.lost = sum(meter, timing.lost)
+                raise
             finally:
+                _METER.reset(token)
                 timing.service += time.perf_counter() - granted
 
     # -- the call ---------------------------------------------------------------------------------------
@@ -226,7 +247,7 @@ class Runtime:
         except Exception as exc:
             seconds = time.perf_counter() - start
             record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, error=describe(exc),
-                                service_s=timing.service, queued_s=timing.queued)
+                                usage=timing.lost, service_s=timing.service, queued_s=timing.queued)
             self._account(kind, record, tracker)
             self.stats.failures += 1
             self._emit(RuntimeEvent("fail", kind, name, seconds=seconds, attempt=attempts,
@@ -236,7 +257,7 @@ class Runtime:
             self.stats.in_flight -= 1
 
         seconds = time.perf_counter() - start
-        usage = getattr(value, "usage", None) or Usage()
+        usage = (getattr(value, "usage", None) or Usage()) + timing.lost
         record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, usage=usage,
                             service_s=timing.service, queued_s=timing.queued)
         self._account(kind, record, tracker)

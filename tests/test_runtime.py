@@ -5,7 +5,7 @@ import pytest
 from refine_agent.budget import Budget, BudgetTracker
 from refine_agent.cache import MemoryCache, cache_key
 from refine_agent.errors import PermanentToolError, ToolCallFailed, TransientToolError
-from refine_agent.runtime import RetryPolicy, Runtime, RuntimeConfig, is_transient
+from refine_agent.runtime import RetryPolicy, Runtime, RuntimeConfig, bill, is_transient
 from refine_agent.types import EditResult, Usage
 
 from .conftest import solid
@@ -176,3 +176,40 @@ async def test_events_and_stats() -> None:
     await rt.call("editor", tool, tool.edit)
     assert events == ["start", "retry", "end"]
     assert rt.stats.calls == {"editor": 1} and rt.stats.in_flight == 0
+
+
+async def test_usage_billed_by_failed_attempts_is_counted() -> None:
+    """A tool that makes two billed requests per call and fails after the first (or times out) still costs
+    money; the runtime adds what failed attempts billed to the successful attempt's own usage."""
+    class TwoStep:
+        name = "two-step"
+        calls = 0
+
+        async def edit(self) -> EditResult:
+            self.calls += 1
+            bill(Usage(input_tokens=10, cost_usd=1.0))  # the first request, answered and billed
+            if self.calls == 1:
+                raise TransientToolError("second request: 503")
+            if self.calls == 2:
+                await asyncio.sleep(5)  # the second request hangs past the timeout
+            bill(Usage(input_tokens=10, cost_usd=1.0))
+            return EditResult(image=solid(3), usage=Usage(input_tokens=20, cost_usd=2.0))
+
+    tool = TwoStep()
+    tracker = BudgetTracker(Budget())
+    cfg = RuntimeConfig(timeout_s=0.05, retry=FAST.retry)
+    out = await Runtime(cfg).call("editor", tool, tool.edit, tracker=tracker)
+    assert tool.calls == 3 and out.record.usage.cost_usd == 4.0 and out.record.usage.input_tokens == 40
+    assert tracker.usage.cost_usd == 4.0
+
+    class BilledThenFails(Flaky):
+        async def edit(self) -> EditResult:
+            bill(Usage(cost_usd=0.5))
+            return await super().edit()
+
+    failing = BilledThenFails(*[TransientToolError("503")] * 2)
+    tracker = BudgetTracker(Budget())
+    with pytest.raises(ToolCallFailed) as info:
+        await Runtime(RuntimeConfig(retry=RetryPolicy(max_attempts=2, initial_wait=0, max_wait=0, jitter=0))).call(
+            "editor", failing, failing.edit, tracker=tracker)
+    assert info.value.record.usage.cost_usd == 1.0 and tracker.usage.cost_usd == 1.0

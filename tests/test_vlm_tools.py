@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from refine_agent import Budget, Runtime, RuntimeConfig, refine
 from refine_agent.agent import agentic_refine
+from refine_agent.budget import BudgetTracker
 from refine_agent.cli import app
 from refine_agent.images import Image
 from refine_agent.registry import create_tool
@@ -111,6 +112,9 @@ async def test_iecritic_maps_the_rating_and_keeps_it(fake_api: FakeAPI) -> None:
     v = await tool("judge", "openai:gpt-x", fake_api, mode="iecritic").judge(jreq())
     assert v.overall == pytest.approx(7.5) and v.info["rating"] == 4
     assert "response_format" not in fake_api.requests("chat")[0].json
+    fake_api.script("chat", chat_reply("<answer>4</answer>"), chat_reply("<answer>2</answer>"))
+    v = await tool("judge", "openai:gpt-x", fake_api, mode="iecritic", repeats=2).judge(jreq())
+    assert v.info["rating"] == [4, 2] and v.info["rating_scale"] == "1-5"  # every repeat's raw rating is kept
 
 
 async def test_anthropic_judge_uses_a_forced_tool(fake_api: FakeAPI) -> None:
@@ -267,3 +271,15 @@ async def test_a_garbled_http_body_is_retried_not_scored(fake_api: FakeAPI) -> N
     judge = tool("judge", "openai:gpt-x", fake_api)
     res = await Runtime(FAST).call("judge", judge, lambda: judge.judge(jreq()))
     assert res.record.attempts == 2 and res.value.ok
+
+
+async def test_a_retried_viescore_judgment_costs_every_answered_request(fake_api: FakeAPI) -> None:
+    """SC is answered (and billed), PQ fails with a 500, the runtime retries both: all three answers cost."""
+    fake_api.script("chat", chat_reply(SC, usage=(1000, 0)), Fault.server_error(500), chat_reply(SC, usage=(1000, 0)),
+                    chat_reply(PQ, usage=(1000, 0)))
+    judge = tool("judge", "openai:gpt-x", fake_api)
+    tracker = BudgetTracker(Budget())
+    out = await Runtime(FAST).call("judge", judge, lambda: judge.judge(jreq()), tracker=tracker)
+    assert out.value.ok and out.record.attempts == 2 and out.value.usage.cost_usd == pytest.approx(0.002)
+    assert out.record.usage.cost_usd == pytest.approx(0.003) and tracker.usage.cost_usd == pytest.approx(0.003)
+    assert out.record.usage.input_tokens == 3000

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from refine_agent.errors import MissingExtraError, ToolError
 from refine_agent.images import Image
+from refine_agent.runtime import bill
+from refine_agent.types import Usage
 
 from .errors import classify
 from .options import APIOptions, Endpoints
@@ -91,6 +93,7 @@ class ChatAdapter:
 
     provider = "openai"
     sdk = "openai"
+    takes_seed = True
 
     def __init__(self, model: str, opts: APIOptions) -> None:
         self.model = model
@@ -116,6 +119,11 @@ class ChatAdapter:
                     tools: list[ToolDef] | None, force_tool: str | None, temperature: float | None,
                     seed: int | None, max_tokens: int) -> ChatReply:
         raise NotImplementedError
+
+    def sent_seed(self, seed: int) -> int | None:
+        """The seed a request with ``seed`` carries, as verdicts record it: 31 bits, or None where the API
+        takes no seed (Anthropic)."""
+        return seed % (2**31) if self.takes_seed else None
 
     async def complete(self, messages: list[Msg], *, schema: dict[str, Any] | None = None,
                        schema_name: str = "answer", tools: list[ToolDef] | None = None,
@@ -143,6 +151,7 @@ class ChatAdapter:
             limiter.settle(estimate, reply.input_tokens + reply.output_tokens)
         reply.cost_usd = chat_cost(reply.model or self.model, reply.input_tokens, reply.output_tokens,
                                    self.opts.price_in, self.opts.price_out, requested=self.model)
+        bill(Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd))
         return reply
 
 

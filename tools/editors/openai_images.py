@@ -13,6 +13,7 @@ from pydantic import Field
 from refine_agent.errors import MissingExtraError, PermanentToolError, ToolError, TransientToolError
 from refine_agent.images import Image, decode_image
 from refine_agent.protocols import ToolBase
+from refine_agent.runtime import bill
 from refine_agent.types import EditRequest, EditResult, Usage
 from tools.api.chat import ClientPools
 from tools.api.errors import classify
@@ -98,6 +99,8 @@ class OpenAIImageEditor(ToolBase):
                            redact=self.endpoints.redact) from None
         if not hasattr(resp, "data"):
             raise TransientToolError(f"openai at {url} sent something that is not an images response")
+        usage = self._usage(resp)
+        bill(usage)  # billed even if the reply then proves unusable
         data = resp.data or []
         if not data or not getattr(data[0], "b64_json", None):
             raise PermanentToolError(f"openai at {url} returned no image for the edit")
@@ -107,7 +110,7 @@ class OpenAIImageEditor(ToolBase):
             from PIL import Image as PILImage
 
             image = Image.from_pil(image.to_pil().resize(req.image.size, PILImage.LANCZOS))
-        return EditResult(image=image, usage=self._usage(resp), info={
+        return EditResult(image=image, usage=usage, info={
             "model": self.model, "returned_size": list(returned), "n": len(data),
             "revised_prompt": getattr(data[0], "revised_prompt", None)})
 
