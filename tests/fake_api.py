@@ -88,14 +88,14 @@ class Fault:
 
     @classmethod
     def rate_limited(cls, retry_after: float | str | None = "0", *, retry_after_ms: float | str | None = None,
-                     message: str | None = None) -> Fault:
+                     message: str | None = None, code: str | None = None) -> Fault:
         """429 with ``retry-after`` (seconds) and/or ``retry-after-ms`` headers."""
         headers: dict[str, str] = {}
         if retry_after is not None:
             headers["retry-after"] = str(retry_after)
         if retry_after_ms is not None:
             headers["retry-after-ms"] = str(retry_after_ms)
-        return cls(429, headers=headers, message=message)
+        return cls(429, headers=headers, message=message, code=code)
 
     @classmethod
     def unauthorized(cls, message: str | None = None) -> Fault:

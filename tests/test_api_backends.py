@@ -219,3 +219,51 @@ async def test_the_openai_image_editor(fake_api: FakeAPI) -> None:
     assert res.image.size == src.size and res.info["returned_size"] == [32, 32]
     assert res.usage.cost_usd == pytest.approx((100 * 5 + 200 * 10 + 300 * 40) / 1e6)
     assert editor.name == "openai:gpt-image-1" and "api_key" not in editor.identity()["params"]
+
+
+async def test_a_rejected_token_parameter_is_renamed_and_remembered(fake_api: FakeAPI) -> None:
+    """OpenAI's reasoning models reject max_tokens; the adapter switches to max_completion_tokens for good."""
+    fake_api.script("chat", Fault.bad_request("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                              "Use 'max_completion_tokens' instead.", param="max_tokens",
+                                              code="unsupported_parameter"),
+                    chat_reply("one"), chat_reply("two"))
+    chat = adapter("openai", "gpt-x", opts(fake_api))
+    assert (await chat.complete([Msg(role="user", parts=["x"])], max_tokens=77)).text == "one"
+    assert (await chat.complete([Msg(role="user", parts=["x"])], max_tokens=77)).text == "two"
+    first, second, third = (r.json for r in fake_api.requests("chat"))
+    assert first["max_tokens"] == 77 and "max_completion_tokens" not in first
+    assert second["max_completion_tokens"] == 77 and "max_tokens" not in second
+    assert third["max_completion_tokens"] == 77 and "max_tokens" not in third
+
+
+async def test_a_rejected_temperature_says_how_to_fix_it(fake_api: FakeAPI) -> None:
+    fake_api.script("chat", Fault.bad_request("Unsupported value: 'temperature' does not support 0.0 with this model. "
+                                              "Only the default (1) value is supported.", param="temperature"),
+                    chat_reply("ok"))
+    chat = adapter("openai", "o4-mini", opts(fake_api))
+    with pytest.raises(PermanentToolError, match="temperature=none"):
+        await chat.complete([Msg(role="user", parts=["x"])], temperature=0.0)
+    from tools.judges.vlm import JudgeOptions
+
+    assert JudgeOptions.model_validate({"temperature": "none"}).temperature is None
+    assert "temperature" not in ((await chat.complete([Msg(role="user", parts=["x"])], temperature=None)) and
+                                 fake_api.requests("chat")[-1].json)
+
+
+async def test_an_exhausted_quota_is_not_retried(fake_api: FakeAPI) -> None:
+    fake_api.script("chat", Fault.rate_limited(retry_after=None, message="You exceeded your current quota",
+                                               code="insufficient_quota"))
+    chat = adapter("openai", "gpt-x", opts(fake_api))
+    with pytest.raises(PermanentToolError, match="quota"):
+        await chat.complete([Msg(role="user", parts=["x"])])
+
+
+def test_prices_come_from_the_longest_matching_model_prefix() -> None:
+    from tools.api.pricing import chat_cost, image_cost
+
+    assert chat_cost("claude-opus-4-5-20251101", 1_000_000, 0) == 5.0  # not claude-opus-4's 15
+    assert chat_cost("claude-opus-4-20250514", 1_000_000, 0) == 15.0
+    assert chat_cost("gpt-4o-mini-2024-07-18", 0, 1_000_000) == 0.60  # not gpt-4o's 10
+    assert chat_cost("served-alias", 1_000_000, 1_000_000, requested="gpt-4o") == 12.5
+    assert chat_cost("gpt-4o", 1_000_000, 0, price_in=1.0) == 1.0  # an override beats the table
+    assert image_cost("gpt-image-1", 1_000_000, 1_000_000, 1_000_000) == 55.0

@@ -45,6 +45,7 @@ def to_anthropic(messages: list[Msg]) -> tuple[str, list[dict[str, Any]]]:
 class AnthropicChat(ChatAdapter):
     provider = "anthropic"
     sdk = "anthropic"
+    takes_seed = False  # the Messages API has no seed
 
     def _client(self, base_url: str) -> Any:
         import anthropic

@@ -1,7 +1,8 @@
 """Map SDK exceptions to the runtime's retry classes, with one clear line per failure.
 
-Retried: 429 (honouring Retry-After), 5xx and 529 (overloaded), connection errors and timeouts. Never
-retried: 400, 401/403, 404, 422, and content-policy refusals, which become ``Refused``.
+Retried: 429 (honouring Retry-After), 408, 5xx and 529 (overloaded), connection errors and timeouts. Never
+retried: 400, 401/403, 404, 422, a 429 that means the quota is used up, and content-policy refusals, which
+become ``Refused``.
 """
 
 from __future__ import annotations
@@ -59,18 +60,20 @@ def classify(exc: BaseException, *, provider: str, base_url: str, key_env: str, 
         return TransientToolError(f"cannot reach {where}: {text}")
     if isinstance(exc, ValueError) and status is None:  # a 200 whose body is not the JSON it should be
         return TransientToolError(f"{where} sent a reply that is not valid JSON ({name}); retrying")
+    code = " ".join(str(getattr(exc, a, "") or "") for a in ("code", "error_code", "type"))
+    lowered = f"{code} {text}".lower()
+    if status == 429 and ("insufficient_quota" in lowered or "exceeded your current quota" in lowered):
+        return PermanentToolError(f"{where}: the account's quota or credit is used up (429): {text}")
     if status == 429:
         response = getattr(exc, "response", None)
         return TransientToolError(f"{where} is rate-limiting (429): {text}",
                                   retry_after=retry_after(getattr(response, "headers", None)))
-    if status is not None and (status >= 500 or status == 529):
+    if status is not None and (status >= 500 or status == 408):  # 408: the server timed out waiting
         return TransientToolError(f"{where} failed ({status}): {text}")
     if status in (401, 403):
         return PermanentToolError(f"{key_env} is not set or was rejected by {base_url} ({status}): {text}")
     if status == 404:
         return PermanentToolError(f"{where}: model '{model}' or the endpoint was not found (404): {text}")
-    code = " ".join(str(getattr(exc, a, "") or "") for a in ("code", "error_code", "type"))
-    lowered = f"{code} {text}".lower()
     if status == 400 and ("content_policy" in lowered or "content policy" in lowered or "safety" in lowered
                           or "moderation" in lowered):
         return Refused(f"{where} refused the request on content-policy grounds: {text}")

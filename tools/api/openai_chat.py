@@ -6,9 +6,10 @@ reply is then parsed from text."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from refine_agent.errors import TransientToolError
+from refine_agent.errors import PermanentToolError, TransientToolError
 
 from .chat import ChatAdapter, ChatReply, Msg, ToolCall, ToolDef, data_url
 
@@ -51,6 +52,11 @@ class OpenAIChat(ChatAdapter):
     def __init__(self, model: str, opts: Any) -> None:
         super().__init__(model, opts)
         self.structured_ok = [True] * len(self.endpoints.urls)  # off for a server without json_schema support
+        # OpenAI's own API wants max_completion_tokens (its reasoning models reject max_tokens); other servers
+        # are asked with the older name, which every compatible server knows. A server that rejects the name
+        # it was sent gets the other one, per endpoint, from then on.
+        self.token_param = ["max_completion_tokens" if "api.openai.com" in url else "max_tokens"
+                            for url in self.endpoints.urls]
 
     def _client(self, base_url: str) -> Any:
         import openai
@@ -64,7 +70,8 @@ class OpenAIChat(ChatAdapter):
         import openai
 
         i = self.clients.index(client)
-        kwargs: dict[str, Any] = {"model": self.model, "messages": to_openai(messages), "max_tokens": max_tokens}
+        kwargs: dict[str, Any] = {"model": self.model, "messages": to_openai(messages),
+                                  self.token_param[i]: max_tokens}
         if temperature is not None:
             kwargs["temperature"] = temperature
         if seed is not None:
@@ -79,17 +86,40 @@ class OpenAIChat(ChatAdapter):
                                          "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
         if self.opts.extra_body:
             kwargs["extra_body"] = self.opts.extra_body
-        try:
-            resp = await client.chat.completions.create(**kwargs)
-        except openai.BadRequestError as exc:
-            if "response_format" not in kwargs or not _about_response_format(exc):
-                raise
-            self.structured_ok[i] = False
-            kwargs.pop("response_format")
-            resp = await client.chat.completions.create(**kwargs)
+        for _ in range(3):  # each retry drops or renames one parameter the server rejected
+            try:
+                resp = await client.chat.completions.create(**kwargs)
+                break
+            except openai.BadRequestError as exc:
+                rejected = _rejected_param(exc)
+                if "response_format" in kwargs and (rejected == "response_format" or _about_response_format(exc)):
+                    self.structured_ok[i] = False
+                    kwargs.pop("response_format")
+                elif rejected in ("max_tokens", "max_completion_tokens") and rejected in kwargs:
+                    other = "max_completion_tokens" if rejected == "max_tokens" else "max_tokens"
+                    self.token_param[i] = other
+                    kwargs[other] = kwargs.pop(rejected)
+                elif rejected == "temperature" and "temperature" in kwargs:
+                    raise PermanentToolError(
+                        f"openai at {client.base_url}: model '{self.model}' rejects temperature={temperature:g} "
+                        "(reasoning models take only their default); set the tool option temperature=none, "
+                        "e.g. -J temperature=none") from None
+                else:
+                    raise
+        else:
+            raise PermanentToolError(f"openai at {client.base_url} kept rejecting the request's parameters")
         if not hasattr(resp, "choices"):  # a body that was not a chat completion (e.g. an HTML error page)
             raise TransientToolError(f"openai at {client.base_url} sent something that is not a chat completion")
         return _reply(resp, self.model, structured="response_format" in kwargs)
+
+
+def _rejected_param(exc: Exception) -> str | None:
+    """The request parameter a 400 names (OpenAI sets ``param``; other servers only say it in the text)."""
+    param = getattr(exc, "param", None)
+    if isinstance(param, str) and param:
+        return param
+    found = re.search(r"['\"`](max_tokens|max_completion_tokens|temperature)['\"`]", str(exc))
+    return found.group(1) if found else None
 
 
 def _about_response_format(exc: Exception) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 from refine_agent.errors import ConfigError
 
@@ -23,6 +23,16 @@ PROVIDER_DEFAULTS: dict[str, dict[str, str]] = {
 # Options that change where or how fast a call goes, not what it returns: kept out of cache keys.
 TRANSPORT_OPTIONS = frozenset({"base_url", "api_key", "api_key_env", "max_concurrency", "timeout_s", "rpm", "tpm",
                                "price_in", "price_out"})
+
+
+def _default_word(v: Any) -> Any:
+    """'none' (or 'default') on the command line means: send no value, the model's own default applies."""
+    return None if isinstance(v, str) and v.strip().lower() in ("none", "null", "default") else v
+
+
+# Reasoning models (OpenAI's o-series and gpt-5) accept only their default temperature: temperature=none.
+Temperature = Annotated[Annotated[float, Field(ge=0, le=2)] | None, BeforeValidator(_default_word)]
+TEMPERATURE_HELP = "sampling temperature; none sends none (the model's default, as reasoning models require)"
 
 
 class APIOptions(BaseModel):

@@ -14,7 +14,7 @@ from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
 from refine_agent.types import ControllerDecision, ControllerRequest, Usage
 from tools.api.chat import Msg, ToolCall, ToolDef, make_adapter
-from tools.api.options import TRANSPORT_OPTIONS, APIOptions
+from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 
 PROMPT = Path(__file__).with_name("system_prompt.md")
 IMAGE_REF = {"type": "string", "description": "a round number, or current / best"}
@@ -32,7 +32,7 @@ TOOLS = [
 
 
 class ControllerOptions(APIOptions):
-    temperature: float | None = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+    temperature: Temperature = Field(default=0.0, description=TEMPERATURE_HELP)
     max_tokens: int = Field(default=1024, ge=16, description="longest reply")
     prompt: str | None = Field(default=None, description="a file with your own system prompt")
 
@@ -96,7 +96,8 @@ class LLMController(ToolBase):
         reply = await self.chat.complete(self.messages(req), tools=TOOLS, temperature=o.temperature, seed=req.seed,
                                          max_tokens=o.max_tokens)
         usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd)
-        info = {"model": reply.model, "prompt": self.prompt_id, "temperature": o.temperature, "seed": req.seed}
+        info = {"model": reply.model, "prompt": self.prompt_id, "temperature": o.temperature,
+                "seed": self.chat.sent_seed(req.seed)}
         if not reply.tool_calls:  # the loop tells the model to call a tool, and counts the turn
             return ControllerDecision(id=f"turn-{len(req.transcript)}", name="", thought=reply.text or
                                       (reply.refusal or ""), usage=usage, info=info)

@@ -14,7 +14,7 @@ from refine_agent.protocols import ToolBase
 from refine_agent.types import Critique, CritiqueRequest, Usage
 from tools.api.chat import Msg, make_adapter
 from tools.api.errors import Refused
-from tools.api.options import TRANSPORT_OPTIONS, APIOptions
+from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 from tools.judges.prompts import (
     MODES,
     format_history,
@@ -30,7 +30,7 @@ from tools.judges.prompts import (
 
 class CriticOptions(APIOptions):
     template: str | None = Field(default=None, description="your own critic prompt file")
-    temperature: float | None = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+    temperature: Temperature = Field(default=0.0, description=TEMPERATURE_HELP)
     max_tokens: int = Field(default=1024, ge=16, description="longest reply")
     structured: bool = Field(default=True, description="ask for structured output where the server supports it")
 
@@ -87,7 +87,8 @@ class VLMCritic(ToolBase):
                                      f"raw: {(reply.text or '')[:200]!r}")
         usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd)
         return to_critique(parsed.value, usage=usage, info={"model": reply.model, "template": self.template.id,
-                                                            "temperature": o.temperature, "seed": req.seed})
+                                                            "temperature": o.temperature,
+                                                            "seed": self.chat.sent_seed(req.seed)})
 
 
 class OpenAICritic(VLMCritic):

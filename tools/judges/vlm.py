@@ -31,7 +31,7 @@ from refine_agent.protocols import ToolBase
 from refine_agent.types import Critique, JudgeRequest, Usage, Verdict
 from tools.api.chat import ChatReply, Msg, make_adapter
 from tools.api.errors import Refused
-from tools.api.options import TRANSPORT_OPTIONS, APIOptions
+from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 
 from .masking import masked
 from .prompts import MODES, Mode, format_instructions, json_schema, load_template, parse_reply, parse_structured
@@ -44,11 +44,12 @@ class JudgeOptions(APIOptions):
         default="viescore", description="what to ask; see the module docs")
     template: str | None = Field(default=None, description="your own prompt file (for viescore: the SC prompt)")
     pq_template: str | None = Field(default=None, description="your own PQ prompt file (viescore)")
-    temperature: float | None = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+    temperature: Temperature = Field(default=0.0, description=TEMPERATURE_HELP)
     max_tokens: int = Field(default=1024, ge=16, description="longest reply")
     structured: bool = Field(default=True, description="ask for structured output where the server supports it")
     repeats: int = Field(default=1, ge=1, le=20, description="ask this many times (new seeds) and aggregate")
-    aggregate: Aggregate = Field(default="mean", description="mean, median or majority (of pass/fail)")
+    aggregate: Aggregate = Field(default="mean", description="mean or median of the scores; majority: pass/fail "
+                                 "by majority vote (scores are averaged)")
     min_valid: int = Field(default=1, ge=1, description="fewest valid answers for a verdict")
     pass_threshold: float = Field(default=7.0, ge=0, le=10, description="overall score that passes (score modes)")
     mask_dilation: int = Field(default=7, ge=0, description="pixels to grow a judging mask by (RefEdit uses 7)")
@@ -164,7 +165,8 @@ class VLMJudge(ToolBase):
         answers = [await self._answer(req, req.seed + i, usage, models) for i in range(o.repeats)]
         total = sum(usage, Usage())
         info = {"model": sorted(models)[0] if len(models) == 1 else sorted(models), "requested_model": self.model,
-                "mode": o.mode, "temperature": o.temperature, "seeds": [req.seed + i for i in range(o.repeats)],
+                "mode": o.mode, "temperature": o.temperature,
+                "seeds": [self.chat.sent_seed(req.seed + i) for i in range(o.repeats)],
                 "templates": [t.id for t in self.templates], "repeats": o.repeats, "aggregate": o.aggregate}
         valid = [a for a in answers if a.status == "ok"]
         info["valid"] = len(valid)
@@ -180,7 +182,9 @@ class VLMJudge(ToolBase):
         pick = statistics.median if o.aggregate == "median" else statistics.fmean
         reasoning = valid[0].reasoning if len(valid) == 1 else " | ".join(a.reasoning for a in valid)
         raw = "\n===\n".join(a.raw for a in valid)
-        info.update({k: v for a in valid[:1] for k, v in a.extra.items()})
+        for k in valid[0].extra:  # e.g. IE-Critic's raw 1-5 rating: one per answer when there are repeats
+            values = [a.extra.get(k) for a in valid]
+            info[k] = values[0] if all(v == values[0] for v in values) else values
         critique = next((a.critique for a in valid if a.critique is not None), None)
         if critique is not None:
             info["critique"] = critique
