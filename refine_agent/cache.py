@@ -73,12 +73,22 @@ def _copy(value: Any) -> Any:
     return copy(deep=True) if callable(copy) else value
 
 
-class MemoryCache:
-    """An LRU cache in memory. Images inside results are immutable, so copies stay cheap."""
+def _nbytes(value: Any) -> int:
+    """Roughly what a cached result holds in memory: its image's pixels (records themselves are small)."""
+    image = getattr(value, "image", None)
+    return int(getattr(getattr(image, "array", None), "nbytes", 0)) + 1024
 
-    def __init__(self, max_entries: int = 4096) -> None:
+
+class MemoryCache:
+    """An LRU cache in memory, bounded in entries and in image bytes. Images are immutable, so the copies
+    handed out share their pixels."""
+
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 1 << 30) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._data: OrderedDict[str, Any] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self.nbytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -92,10 +102,14 @@ class MemoryCache:
         return _copy(value)
 
     async def put(self, key: str, value: Any) -> None:
+        self.nbytes -= self._sizes.pop(key, 0)
         self._data[key] = _copy(value)
         self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self._sizes[key] = _nbytes(value)
+        self.nbytes += self._sizes[key]
+        while len(self._data) > 1 and (len(self._data) > self.max_entries or self.nbytes > self.max_bytes):
+            old, _ = self._data.popitem(last=False)
+            self.nbytes -= self._sizes.pop(old)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -47,6 +47,12 @@ class Image:
         self._array = arr
         self._sha256: str | None = None
 
+    def __copy__(self) -> Image:
+        return self  # immutable: a deep copy of a record that holds an image shares the pixels
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Image:
+        return self
+
     @property
     def array(self) -> np.ndarray:
         """The read-only pixel array. Copy it before changing pixels."""

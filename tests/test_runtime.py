@@ -168,6 +168,19 @@ async def test_memory_cache_is_bounded() -> None:
     assert len(cache) == 2 and await cache.get("0") is None and await cache.get("2") is not None
 
 
+async def test_memory_cache_is_bounded_in_image_bytes_and_shares_pixels() -> None:
+    one = solid(1).array.nbytes + 1024  # what one cached edit holds
+    cache = MemoryCache(max_bytes=2 * one)
+    for i in range(3):
+        await cache.put(str(i), EditResult(image=solid(i)))
+    assert len(cache) == 2 and cache.nbytes == 2 * one and await cache.get("0") is None
+    await cache.put("2", EditResult(image=solid(2)))  # replacing an entry does not count it twice
+    assert cache.nbytes == 2 * one
+    got = await cache.get("2")
+    again = await cache.get("2")
+    assert got is not again and got.image.array is again.image.array  # records are copies, pixels are shared
+
+
 async def test_events_and_stats() -> None:
     events = []
     rt = Runtime(FAST)
@@ -213,3 +226,20 @@ async def test_usage_billed_by_failed_attempts_is_counted() -> None:
         await Runtime(RuntimeConfig(retry=RetryPolicy(max_attempts=2, initial_wait=0, max_wait=0, jitter=0))).call(
             "editor", failing, failing.edit, tracker=tracker)
     assert info.value.record.usage.cost_usd == 1.0 and tracker.usage.cost_usd == 1.0
+
+
+async def test_retries_stop_at_the_time_budget() -> None:
+    """Backoff waits are cut to the time left, and no retry starts once the budget's seconds are spent."""
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+        now[0] += s
+
+    tool = Flaky(*[TransientToolError("503")] * 20)
+    policy = RetryPolicy(max_attempts=10, initial_wait=1.0, max_wait=100.0, jitter=0.0)
+    tracker = BudgetTracker(Budget(max_seconds=5), clock=lambda: now[0])
+    with pytest.raises(ToolCallFailed):
+        await Runtime(RuntimeConfig(retry=policy), sleep=sleep).call("editor", tool, tool.edit, tracker=tracker)
+    assert waits == [1.0, 2.0, 2.0] and tool.calls == 4
