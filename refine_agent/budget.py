@@ -1,7 +1,9 @@
 """Budgets: limits on rounds, tool calls, wall time and cost, and the per-trajectory accounting.
 
 Limits are checked before each refinement round. A round that has started always completes (its edit and
-its judgment are both recorded), so wall time and cost can overshoot by at most one round.
+its judgment are both recorded), so wall time and cost can overshoot by at most one round. Within a round,
+the runtime starts no retry and no backoff wait past ``max_seconds``, so the overshoot is one attempt per
+call, not the retries' worth.
 """
 
 from __future__ import annotations

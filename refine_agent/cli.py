@@ -138,10 +138,10 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
                     await tools.aclose()
 
             result = asyncio.run(run_and_close())
+        written = write_outputs(out_dir, result, src, config=public_dump(cfg))  # failed runs keep their record too
         first = result.trajectory.rounds[0]
         if first.image is None and result.failure is not None:  # nothing was made: just say why
-            _fail(str(result.failure), result.failure.exit_code)
-        write_outputs(out_dir, result, src, config=public_dump(cfg))
+            _fail(f"{result.failure} (record: {written})", result.failure.exit_code)
         from .console import print_summary
 
         print_summary(console, result.trajectory, str(out_dir))
@@ -149,7 +149,7 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
 
 
 def _exit_for(result: object) -> None:
-    """Exit non-zero when there is no usable result; warn when the loop ended early but has one."""
+    """Exit 0 exactly when there is a scored best round (final.png); warn when the loop ended early."""
     traj = result.trajectory  # type: ignore[attr-defined]
     failure = result.failure  # type: ignore[attr-defined]
     reason = traj.stop_reason.value
@@ -159,8 +159,8 @@ def _exit_for(result: object) -> None:
         first = traj.rounds[0].verdict if traj.rounds else None
         why = first.reasoning if first is not None else reason
         if reason == "judge_unsupported":
-            err_console.print(f"[yellow]warning:[/] the judge could not score the edit: {why}", soft_wrap=True)
-            return
+            _fail(f"the judge could not score the edit, so there is no final.png (the edit is round_00.png): {why}",
+                  1)
         _fail(f"no scored result: {why}", 1)
     if failure is not None:
         err_console.print(f"[yellow]warning:[/] stopped early ({reason}): {failure}", soft_wrap=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_any
 
 from .budget import BudgetTracker
 from .cache import Cache, MemoryCache
@@ -224,9 +224,23 @@ class Runtime:
             self._emit(RuntimeEvent("retry", kind, name, attempt=state.attempt_number,
                                     error=describe(exc) if exc else None))
 
+        def time_left() -> float | None:  # of the trajectory's wall-clock budget, if it has one
+            limit = tracker.budget.max_seconds if tracker is not None else None
+            return None if limit is None else limit - tracker.elapsed  # type: ignore[union-attr]
+
+        def out_of_time(state: RetryCallState) -> bool:
+            left = time_left()
+            return left is not None and left <= 0
+
+        def wait(state: RetryCallState) -> float:
+            left = time_left()
+            return self._wait(state) if left is None else min(self._wait(state), max(0.0, left))
+
+        # A call that started finishes its attempt (the round is recorded whole), but no retry or backoff
+        # wait runs past the budget's seconds.
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.retry.max_attempts),
-            wait=self._wait,
+            stop=stop_any(stop_after_attempt(self.config.retry.max_attempts), out_of_time),
+            wait=wait,
             retry=retry_if_exception(lambda e: is_transient(tool, e)),
             before_sleep=before_sleep,
             sleep=self._sleep,

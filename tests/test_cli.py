@@ -299,3 +299,27 @@ def test_module_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "refine_agent", "--version"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "0.1.0" in r.stdout
+
+
+def test_a_failed_edit_keeps_its_record_and_clears_old_outputs(scene: tuple[Path, str], tmp_path: Path) -> None:
+    path, instruction = scene
+    out = tmp_path / "out"
+    assert invoke("edit", str(path), instruction, "--out", str(out)).exit_code == 0
+    assert (out / "final.png").is_file()
+    # the same folder again, with an editor that fails every attempt of round 0
+    r = invoke("edit", str(path), instruction, "--out", str(out), "-E", "fail_rate=0.999", "--max-attempts", "2")
+    line = one_line_error(r, 1)
+    assert "simulated transient failure" in line and "trajectory.json" in line
+    data = json.loads((out / "trajectory.json").read_text())
+    assert data["stop_reason"] == "editor_failed" and data["final_image"] is None
+    assert data["rounds"][0]["calls"][0]["attempts"] == 2 and data["rounds"][0]["calls"][0]["error"]
+    assert not (out / "final.png").exists() and not list(out.glob("round_*.png"))
+
+
+def test_an_edit_the_judge_cannot_score_exits_non_zero(photo_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = invoke("refine", str(photo_file), str(photo_file), "add a hat to the dog", "--editor", "classic",
+               "--out", str(out))
+    assert r.exit_code == 1 and "could not score" in r.output and "Traceback" not in r.output
+    assert (out / "round_00.png").is_file() and not (out / "final.png").exists()
+    assert json.loads((out / "trajectory.json").read_text())["stop_reason"] == "judge_unsupported"

@@ -26,6 +26,7 @@ from tools.judges.prompts import (
     parse_structured,
     to_critique,
 )
+from tools.simulation import SimOptions, SimulatedTool
 
 
 class CriticOptions(APIOptions):
@@ -101,18 +102,18 @@ class AnthropicCritic(VLMCritic):
     summary: ClassVar[str] = "VLM critic over the Anthropic Messages API"
 
 
-class FromJudgeCritic(ToolBase):
+class FromJudgeCritic(SimulatedTool):
     """The critique a ``judge+critic`` judge returned with its verdict; makes no call of its own."""
 
     name: ClassVar[str] = "from-judge"
     kind: ClassVar[str] = "critic"
     summary: ClassVar[str] = "reads the critique a judge+critic judge already wrote: no extra call"
 
-    @property
-    def capacity(self) -> int:
-        return 64
+    class Options(SimOptions):
+        max_concurrency: int = Field(default=64, ge=1, description="calls served at once (capacity)")
 
     async def critique(self, req: CritiqueRequest) -> Critique:
+        await self.simulate("critique", req.seed, req.edited.sha256, req.instruction)
         data = req.verdict.info.get("critique")
         if not isinstance(data, dict):
             raise PermanentToolError("critic from-judge needs a judge that writes critiques: use a VLM judge with "
