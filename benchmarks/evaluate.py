@@ -12,7 +12,7 @@ from typing import Any
 
 from refine_agent.loop import LoopPolicy
 from refine_agent.store import RunStore
-from refine_agent.types import Verdict
+from refine_agent.types import StopReason, Verdict
 
 from .metrics import (
     Outcome,
@@ -59,6 +59,7 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
         if not traj.rounds or traj.rounds[0].image is None:
             errors["editor_failed"] += 1
             continue
+        count_loop_failures(traj, errors)
         evals: dict[int, Verdict] | None = store.evals(judge_key, rec.sample_id) if judge_key else None
         scores: dict[int, Score] = {}  # one Score per round, shared by every budget's outcome
         category = sys.intern(rec.category) if rec.category else None
@@ -84,6 +85,18 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
 
 
 _CALLS: dict[tuple[tuple[str, int], ...], dict[str, int]] = {}
+LATE_FAILURES = {StopReason.editor_failed: "loop_editor_failed", StopReason.critic_failed: "loop_critic_failed",
+                 StopReason.controller_failed: "loop_controller_failed"}
+
+
+def count_loop_failures(traj: Any, errors: Counter[str]) -> None:
+    """What failed inside a sample that still has a result: every loop judgment that gave no score (at any
+    round) and a re-edit, critique or controller turn that ended the loop early."""
+    for rnd in traj.rounds:
+        if rnd.verdict is not None and not rnd.verdict.ok:
+            errors[f"loop_judge_{rnd.verdict.status}"] += 1
+    if traj.stop_reason in LATE_FAILURES:
+        errors[LATE_FAILURES[traj.stop_reason]] += 1
 
 
 def _shared(calls: dict[str, int]) -> dict[str, int]:

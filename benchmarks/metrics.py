@@ -139,6 +139,7 @@ def budget_stats(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "cost_per_sample": sum(o.cost_usd for o in outcomes) / n if n else None,
         "seconds_per_sample": sum(o.seconds for o in outcomes) / n if n else None,
         **{k: v for k, v in compare(outcomes).items()},
+        "errors": count_errors(outcomes, Counter()),  # this budget's failed evaluation judgments
     }
 
 

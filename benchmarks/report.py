@@ -15,7 +15,8 @@ run at the final budget keeps (its best round by the loop judge, as ``benchmarks
   lower by more than ``TIE_EPS``; ``unchanged`` when neither (equal pass/fail and equal overall).
   Verdicts with nothing in common to compare (one has only pass/fail, the other only a score) are ``error``.
 
-Samples stream from the store one at a time; only the first ``max_samples`` keep thumbnails for the page.
+Samples stream from the store one at a time; at most ``max_samples`` of them, shared between the
+outcomes, keep thumbnails for the page.
 """
 
 from __future__ import annotations
@@ -199,23 +200,47 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
 
 
 def collect_report(store: RunStore, run_info: dict[str, Any], budget: int, max_samples: int = 200) -> ReportData:
-    """Stream every sample once: outcomes, deltas and pass transitions for all, card views for the first few."""
+    """Stream every sample for the outcomes, deltas and pass transitions; then a second pass makes the cards
+    of up to ``max_samples`` samples, shared fairly between the outcomes (see ``pick_cards``)."""
     policy = LoopPolicy.model_validate(run_info["config"]["policy"])
     key = eval_key(run_info)
     data = ReportData(budget=budget, max_samples=max_samples)
+    by_outcome: dict[str, list[str]] = {o: [] for o in OUTCOMES}
     for rec in store.iter_samples():
-        view = _sample(store, rec, key, budget, policy, browse=len(data.samples) < max_samples)
+        view = _sample(store, rec, key, budget, policy, browse=False)
         data.n_total += 1
         data.counts[view.outcome] += 1
+        by_outcome[view.outcome].append(rec.sample_id)
         a, b = view.one_shot, view.final
         if a.ok and b.ok:
             if a.overall is not None and b.overall is not None:
                 data.deltas.append(b.overall - a.overall)
             if a.passed is not None and b.passed is not None:
                 data.transitions.append((a.passed, b.passed))
-        if len(data.samples) < max_samples:
-            data.samples.append(view)
+    chosen = pick_cards(by_outcome, max_samples)
+    if chosen:
+        for rec in store.iter_samples():
+            if rec.sample_id in chosen:
+                data.samples.append(_sample(store, rec, key, budget, policy, browse=True))
     return data
+
+
+def pick_cards(by_outcome: dict[str, list[str]], limit: int) -> set[str]:
+    """Up to ``limit`` sample ids, shared evenly between the outcomes (a share an outcome cannot fill goes to
+    the others), the first ones of each in dataset order: on a large run the browser still shows regressions
+    and errors, not only the first samples."""
+    share = {o: 0 for o in by_outcome}
+    left = limit
+    while left > 0:
+        open_ = [o for o in by_outcome if share[o] < len(by_outcome[o])]
+        if not open_:
+            break
+        each = max(1, left // len(open_))
+        for o in open_:
+            take = min(each, len(by_outcome[o]) - share[o], left)
+            share[o] += take
+            left -= take
+    return {sid for o, ids in by_outcome.items() for sid in ids[:share[o]]}
 
 
 def read_run_info(store: RunStore) -> dict[str, Any]:

@@ -293,8 +293,9 @@ def browser(data: ReportData) -> str:
         outs[s.outcome] = outs.get(s.outcome, 0) + 1
     cat_opts = "".join(f'<option value="{e(c)}">{e(c)} ({n})</option>' for c, n in cats.items())
     out_opts = "".join(f'<option value="{o}">{o} ({outs[o]})</option>' for o in OUTCOMES if o in outs)
-    note = (f"Showing the first {len(data.samples)} of {data.n_total} samples (max_samples={data.max_samples}); the "
-            "numbers above use all of them." if data.truncated else f"All {data.n_total} samples.")
+    note = (f"Showing {len(data.samples)} of {data.n_total} samples (max_samples={data.max_samples}), shared "
+            "evenly between the outcomes, the first of each in dataset order; the numbers above use all of them."
+            if data.truncated else f"All {data.n_total} samples.")
     legend = "; ".join(f"<b>{o}</b>: {e(h)}" for o, h in OUTCOME_HELP.items())
     return (f'<h2>Samples</h2><p class="sub">{e(note)} Outcomes at budget {data.budget} by the evaluation judge: '
             f'{legend}. The green frame marks the best round by the loop judge.</p>'

@@ -72,6 +72,9 @@ def _fingerprint_fields(info: dict[str, Any]) -> dict[str, Any]:
         "budget": cfg["budget"],
         "policy": cfg["policy"],
         "max_pixels": cfg["max_pixels"],
+        # attempts and timeouts decide which calls fail for good, so they change results too
+        "runtime.max_attempts": cfg["runtime"]["retry"]["max_attempts"],
+        "runtime.timeout_s": cfg["runtime"]["timeout_s"],
         **{f"tools.{k}": v for k, v in info["tools"].items()},
     }
 
@@ -155,6 +158,10 @@ class Bench:
                 info["eval_judge"] = old.get("eval_judge", info["eval_judge"])
                 if "rejudged" in old:
                     info["rejudged"] = old["rejudged"]
+                # what may differ between sessions (limit, concurrency) stays on record, session by session
+                info["resumes"] = [*old.get("resumes", []), {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                             "limit": self.settings.limit,
+                                                             "max_samples": self.settings.max_samples}]
         self.store.write_run_info(info)
         self.info = info
         return dataset

@@ -116,10 +116,19 @@ def test_resume_refuses_settings_that_change_results(tmp_path: Path) -> None:
         "--eval-judge", "verify", "-V", "noise=1")
     assert summary(run)["n_samples"] == 7 and summary(run)["eval_judge_is_loop_judge"] is False
     cli("rejudge", str(run), "--eval-judge", "verify")
-    # more samples, fewer at once, other timeouts: fine
+    # other timeouts or attempts decide which calls fail for good: refused
+    r = runner.invoke(app, ["bench", "synthetic", "--run-dir", str(run), "--limit", "9", "--max-rounds", "1",
+                            "--timeout", "30", "--resume"])
+    assert r.exit_code == 2 and "runtime.timeout_s" in r.output
+    r = runner.invoke(app, ["bench", "synthetic", "--run-dir", str(run), "--limit", "9", "--max-rounds", "1",
+                            "--max-attempts", "1", "--resume"])
+    assert r.exit_code == 2 and "runtime.max_attempts" in r.output
+    # more samples, fewer at once: fine, and each session is on record
     cli("bench", "synthetic", "--run-dir", str(run), "--limit", "9", "--max-rounds", "1", "--max-samples", "2",
-        "--timeout", "30", "--resume")
+        "--resume")
     assert summary(run)["n_samples"] == 9
+    resumes = json.loads((run / "run.json").read_text())["resumes"]
+    assert resumes[-1]["limit"] == 9 and resumes[-1]["max_samples"] == 2 and len(resumes) == 2
 
 
 def _bench_cmd(run: Path, limit: int = 30) -> list[str]:
@@ -341,6 +350,27 @@ def test_report_command(tmp_path: Path) -> None:
     out = cli("report", str(run), "--max-samples", "3")
     assert "report.html" in out and "improvement rate" in out
     html = (run / "report.html").read_text()
-    assert "Showing the first 3 of 6 samples" in html and (run / "plots" / "deltas.png").is_file()
+    assert "Showing 3 of 6 samples" in html and (run / "plots" / "deltas.png").is_file()
     r = runner.invoke(app, ["report", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "not a run directory" in r.output
+
+
+def test_failures_after_round_0_are_counted(tmp_path: Path) -> None:
+    """Failed loop judgments and re-edits at any round are counted, not silently dropped."""
+    run = tmp_path / "run"
+    cli("bench", "synthetic", "--run-dir", str(run), "--limit", "40", "--max-rounds", "3", "-E", "fail_rate=0.3",
+        "-J", "fail_rate=0.3", "--max-attempts", "1")
+    s = summary(run)
+    judged_fail = late_judge_fail = late_edit_fail = 0
+    with sqlite3.connect(run / "records.sqlite") as con:
+        trajs = [json.loads(t) for (t,) in con.execute("SELECT trajectory FROM samples WHERE trajectory IS NOT NULL")]
+    for t in trajs:
+        if t["rounds"] and t["rounds"][0]["image"] is not None:
+            bad = [r["index"] for r in t["rounds"] if r["verdict"] is not None and r["verdict"]["status"] != "ok"]
+            judged_fail += len(bad)
+            late_judge_fail += sum(1 for i in bad if i > 0)
+            late_edit_fail += t["stop_reason"] == "editor_failed"
+    assert late_judge_fail > 0 and late_edit_fail > 0  # the seeded failures do reach later rounds
+    assert s["errors"]["loop_judge_error"] == judged_fail
+    assert s["errors"]["loop_editor_failed"] == late_edit_fail
+    assert "errors" in s["by_budget"]["0"] and "errors" in s["by_budget"]["3"]

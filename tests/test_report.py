@@ -21,6 +21,7 @@ from benchmarks.report import (
     collect_report,
     cost_per_point,
     improvement_rate_ci95,
+    pick_cards,
     write_report,
 )
 from refine_agent.cli import app
@@ -149,8 +150,20 @@ def test_max_samples_caps_the_browser_and_says_so(run_dir: Path, tmp_path: Path)
     store.image_path(first.trajectory.rounds[0].image).unlink()  # a damaged run still gets a page
     store.close()
     html = write_report(copy, max_samples=3).read_text(encoding="utf-8")
-    assert html.count('class="sample"') == 3 and "image unreadable" in html
-    assert f"Showing the first 3 of {N_SYNTHETIC + 1} samples (max_samples=3)" in html
+    assert html.count('class="sample"') == 3
+    assert f"Showing 3 of {N_SYNTHETIC + 1} samples (max_samples=3), shared evenly between the outcomes" in html
+    shown = re.findall(r'class="sample" data-category="[^"]*" data-outcome="(\w+)"', html)
+    assert len(set(shown)) == 3  # one card per outcome, not the first three samples
+    assert "image unreadable" in write_report(copy, max_samples=100).read_text(encoding="utf-8")
+
+
+def test_cards_are_shared_between_outcomes() -> None:
+    ids = {"improved": [f"i{k}" for k in range(50)], "regressed": ["r0", "r1"],
+           "unchanged": [f"u{k}" for k in range(9)], "error": []}
+    chosen = pick_cards(ids, 10)
+    assert len(chosen) == 10 and {"r0", "r1"} <= chosen
+    assert sum(c.startswith("u") for c in chosen) == 4 and sum(c.startswith("i") for c in chosen) == 4
+    assert pick_cards(ids, 1000) == {x for v in ids.values() for x in v} and pick_cards(ids, 0) == set()
 
 
 def test_independent_eval_judge_drops_the_warning(run_dir: Path, tmp_path: Path) -> None:
