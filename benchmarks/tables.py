@@ -32,25 +32,34 @@ def headline(s: dict[str, Any]) -> str:
             f"regression rate {pct(s.get('regression_rate'))}")
 
 
-def budget_table(by_budget: dict[str, dict[str, Any]], title: str) -> Table:
+# Columns a narrow terminal leaves out (summary.json and ablation.json keep them all); never cut numbers short.
+EXTRA_COLUMNS = ("SC", "PQ", "re-edits", "calls/sample", "cost/sample")
+WIDE = 130
+
+
+def budget_table(by_budget: dict[str, dict[str, Any]], title: str, width: int = WIDE) -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("budget", "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "re-edits", "calls/sample",
-                "cost/sample", "improved", "regressed"):
-        t.add_column(col, justify="right")
+    cols = ("budget", "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "re-edits", "calls/sample",
+            "cost/sample", "improved", "regressed")
+    keep = [c for c in cols if width >= WIDE or c not in EXTRA_COLUMNS]
+    for col in keep:
+        t.add_column(col, justify="right", overflow="fold")
     for b in sorted(by_budget, key=int):
         r = by_budget[b]
         calls = sum((r.get("tool_calls_per_sample") or {}).values())
-        t.add_row(b, str(r["n"]), num(r["mean_overall"]), ci(r["mean_overall_ci95"]), num(r["mean_sc"]),
-                  num(r["mean_pq"]), pct(r["pass_rate"]), num(r["mean_rounds"]), num(calls, 1),
-                  "-" if not r.get("cost_per_sample") else f"${r['cost_per_sample']:.4f}",
-                  pct(r.get("improvement_rate")), pct(r.get("regression_rate")))
+        cells = dict(zip(cols, (
+            b, str(r["n"]), num(r["mean_overall"]), ci(r["mean_overall_ci95"]), num(r["mean_sc"]), num(r["mean_pq"]),
+            pct(r["pass_rate"]), num(r["mean_rounds"]), num(calls, 1),
+            "-" if not r.get("cost_per_sample") else f"${r['cost_per_sample']:.4f}",
+            pct(r.get("improvement_rate")), pct(r.get("regression_rate"))), strict=True))
+        t.add_row(*(cells[c] for c in keep))
     return t
 
 
 def category_table(s: dict[str, Any]) -> Table:
     t = Table(title="By category (one-shot -> final)", title_justify="left")
     for col in ("category", "n", "overall", "pass rate", "improved", "regressed", "mean delta"):
-        t.add_column(col, justify="left" if col == "category" else "right")
+        t.add_column(col, justify="left" if col == "category" else "right", overflow="fold")
     for name, c in s["by_category"].items():
         t.add_row(name, str(c["n_samples"]),
                   f"{num(c['one_shot']['mean_overall'])} -> {num(c['final']['mean_overall'])}",
@@ -68,7 +77,7 @@ def category_table(s: dict[str, Any]) -> Table:
 
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
-    console.print(budget_table(s["by_budget"], f"{s.get('dataset')}: {s['n_samples']} samples"))
+    console.print(budget_table(s["by_budget"], f"{s.get('dataset')}: {s['n_samples']} samples", console.width))
     if s.get("by_category"):
         console.print(category_table(s))
         console.print(f"[dim]{s['category_averages']['note']}[/]")
@@ -83,7 +92,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
 
 
 def print_ablation(console: Console, a: dict[str, Any]) -> None:
-    console.print(budget_table(a["by_budget"], "Budget ablation (replayed from one run, no new tool calls)"))
+    console.print(budget_table(a["by_budget"], "Budget ablation (replayed from one run, no new tool calls)",
+                               console.width))
     console.print(f"[dim]replayable: {a['replayable']}[/]", soft_wrap=True)
     if a["eval_judge_is_loop_judge"]:
         console.print("[yellow]warning:[/] the evaluation judge is the loop judge; gains are optimistic",
