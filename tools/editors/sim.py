@@ -38,6 +38,7 @@ from tools.synthetic.language import (
     resolve,
 )
 from tools.synthetic.scene import EXTENT, cell_centre, cell_of
+from tools.synthetic.snap import fit, snap
 
 # How failure rates are set (all scaled by 2 * (1 - skill), so skill 1 never fails):
 # every sample has a latent profile, drawn from its source image and task category. Most samples are
@@ -106,8 +107,14 @@ class SimEditor(SimulatedTool):
             raise UnsupportedInstructionError(
                 "sim editor works on synthetic scenes only (make some with 'refine-agent datasets make "
                 "synthetic'); for photos use --editor classic")
-        scene = detect(arr)
-        out = np.array(arr, copy=True)
+        if req.source is not None:  # an edit from another system may come back rescaled
+            arr = fit(arr, req.source.size)
+            if arr is None:
+                raise UnsupportedInstructionError(
+                    f"sim editor cannot edit a {req.image.width}x{req.image.height} image of a "
+                    f"{req.source.width}x{req.source.height} scene: the aspect ratio differs")
+        out = snap(arr)  # a compressed scene is redrawn in palette colours first; a clean one is unchanged
+        scene = detect(out)
         source_id = (req.source or req.image).sha256
         lookalikes = task.ref is not None and len(resolve(task.ref, scene.objects, frozenset({"colour"}))) > 1
         profile = latent_profile(source_id, task.category, lookalikes)

@@ -21,6 +21,7 @@ from .palette import (
     pack,
 )
 from .scene import SIZE_SPLIT, cell_name, cell_of
+from .snap import looks_like_scene, snap_labels
 
 _SHAPE_IDX = np.array([COLOUR_NAMES.index(n) for n in SHAPE_COLOURS])
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -93,11 +94,12 @@ class DetectedScene:
 
 
 def is_scene(arr: np.ndarray, min_exact: float = 0.85) -> bool:
-    """True if the image looks like a synthetic scene: mostly exact palette colours, pale border."""
+    """True if the image looks like a synthetic scene: mostly exact palette colours (or, once compressed or
+    resampled, near-palette colours that snapping explains), pale border."""
     if arr.ndim != 3 or min(arr.shape[:2]) < 16:
         return False
     exact = np.isin(pack(arr), PALETTE_KEYS).mean()
-    if exact < min_exact:
+    if exact < min_exact and not looks_like_scene(arr):
         return False
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
     labels = label_pixels(border[None])[0]
@@ -128,7 +130,7 @@ def _classify(mask: np.ndarray) -> tuple[str, float]:
 
 def detect(arr: np.ndarray) -> DetectedScene:
     h, w = arr.shape[:2]
-    labels = label_pixels(arr)
+    labels = snap_labels(arr)
     unknown = labels == UNKNOWN
     border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     border = border[border != UNKNOWN]

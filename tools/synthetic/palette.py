@@ -50,25 +50,31 @@ _ORDER = np.argsort(PALETTE_KEYS)
 _SORTED_KEYS = PALETTE_KEYS[_ORDER]
 
 
-def label_pixels(arr: np.ndarray) -> np.ndarray:
-    """Index into COLOUR_NAMES of each pixel's palette colour, or UNKNOWN if none is close.
+def nearest_palette(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each pixel's nearest palette colour and its squared RGB distance.
 
-    Exact palette colours (nearly every pixel of a scene) are looked up directly; only the rest pay for
-    a nearest-colour search, over their distinct values.
+    Exact palette colours (nearly every pixel of a clean scene) are looked up directly; only the rest pay
+    for a nearest-colour search, over their distinct values.
     """
     keys = pack(arr).ravel()
     pos = np.minimum(np.searchsorted(_SORTED_KEYS, keys), len(_SORTED_KEYS) - 1)
     exact = _SORTED_KEYS[pos] == keys
-    out = np.full(keys.shape, UNKNOWN, dtype=np.int64)
-    out[exact] = _ORDER[pos[exact]]
+    idx = _ORDER[pos]
+    dist2 = np.zeros(keys.shape, dtype=np.int64)
     if not exact.all():
         rest, inverse = np.unique(keys[~exact], return_inverse=True)
         colours = np.stack([(rest >> 16) & 255, (rest >> 8) & 255, rest & 255], axis=1)
         d2 = ((colours[:, None, :] - PALETTE[None, :, :]) ** 2).sum(axis=2)
-        idx = d2.argmin(axis=1)
-        ok = d2[np.arange(len(idx)), idx] <= MATCH_TOLERANCE**2
-        out[~exact] = np.where(ok, idx, UNKNOWN)[inverse]
-    return out.reshape(arr.shape[:2])
+        near = d2.argmin(axis=1)
+        idx[~exact] = near[inverse]
+        dist2[~exact] = d2[np.arange(len(near)), near][inverse]
+    return idx.reshape(arr.shape[:2]), dist2.reshape(arr.shape[:2])
+
+
+def label_pixels(arr: np.ndarray) -> np.ndarray:
+    """Index into COLOUR_NAMES of each pixel's palette colour, or UNKNOWN if none is close."""
+    idx, dist2 = nearest_palette(arr)
+    return np.where(dist2 <= MATCH_TOLERANCE**2, idx, UNKNOWN)
 
 
 def far_from_palette(rng: np.random.Generator, min_distance: float = 70.0) -> tuple[int, int, int]:
