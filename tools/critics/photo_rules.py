@@ -5,6 +5,9 @@
 - wrong direction, wrong geometry, clipping, halos/noise/banding, or a blur that went too far: damage that
   cannot be undone, so restart from the *source* with the original instruction, strengths rescaled by what
   was measured;
+- a local change outside the requested edit (a patch, a region changed alone): the grammar cannot paint it
+  out, so restart from the *source* with the same request; a fresh edit is a new sample, so repeating the
+  request is allowed once before it is varied;
 - the latest round scored worse than an earlier one: go back to the *best* round and act on its findings.
 
 History keeps it from repeating what did not help: an adjustment that made no progress is escalated once, then
@@ -19,9 +22,10 @@ from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round, Verdict
 from tools.photo.grammar import PhotoOp, PhotoPlan, parse_photo_instruction, render_plan, strength_level
 
-PRIORITY = {"geometry": 0, "wrong_direction": 1, "clipping": 2, "artifact": 3, "not_applied": 4, "too_strong": 5,
-            "too_weak": 6, "side_effect": 7}
-_RESTART_KINDS = {"geometry", "wrong_direction", "clipping", "artifact"}
+PRIORITY = {"geometry": 0, "wrong_direction": 1, "local_change": 2, "clipping": 3, "artifact": 4, "not_applied": 5,
+            "too_strong": 6, "too_weak": 7, "side_effect": 8}
+_RESTART_KINDS = {"geometry", "wrong_direction", "local_change", "clipping", "artifact"}
+_RESAMPLES = 2       # a restart against a local change may repeat the request until it was made this many times
 _WORSE_BY = 0.25     # a round this much below the best counts as worse
 _PROGRESS = 0.25     # an adjustment that moved the measurement by less than this fraction of its size stalled
 
@@ -77,7 +81,9 @@ def _restart(findings: list[Finding], instruction: str, extra: float = 1.0) -> s
         op, req, got = f.data.get("op"), f.data.get("requested"), f.data.get("measured")
         if f.kind in ("too_weak", "too_strong") and _number(got) and got > 0 and _number(req) and req > 0:
             factors[str(op)] = float(req) / got
-    damage = any(f.kind in ("clipping", "artifact") for f in findings)
+    # Clipping or halos call for a gentler edit, unless they sit with a local change, which likely caused them.
+    damage = (any(f.kind in ("clipping", "artifact") for f in findings)
+              and not any(f.kind == "local_change" for f in findings))
     for op in plan.ops:
         if op.graded and op.op not in factors:
             factors[op.op] = 0.6 if damage else 1.0
@@ -173,7 +179,8 @@ def critique_photo(req: CritiqueRequest) -> Critique:
         action, suggested = _act(findings, req.instruction)
         if action.base == "current" and latest is not None:
             action = _check_progress(action, suggested, latest, rounds, v, findings, req.instruction)
-    if action.base == "source" and action.instruction.strip().lower() in _tried(rounds, "source"):
+    if (action.base == "source" and action.instruction.strip().lower() in _tried(rounds, "source")
+            and not _resample(findings[0], action.instruction, rounds)):
         # This restart was already made; vary its strength rather than repeat it.
         gentler = any(f.kind in ("too_strong", "clipping", "artifact") for f in findings)
         alt = _restart(findings, req.instruction, extra=0.5 if gentler else 2.0)
@@ -181,6 +188,15 @@ def critique_photo(req: CritiqueRequest) -> Critique:
             action = Action("source", alt, action.why + " (varied: the same restart was tried)")
     return Critique(satisfied=False, analysis=action.why, instruction=action.instruction, base=action.base,
                     info={"finding": findings[0].kind, "findings": [f.kind for f in findings]})
+
+
+def _resample(first: Finding, instruction: str, rounds: list[Round]) -> bool:
+    """A local change is the editor's accident, not the request's fault: the same request again (a new seed) is
+    a fair fix, a few times."""
+    plan = _parse(instruction)
+    made = sum(1 for r in rounds if r.base == "source" and plan is not None
+               and (p := _parse(r.instruction)) is not None and p.ops == plan.ops)
+    return first.kind == "local_change" and made < _RESAMPLES
 
 
 def _from_best(best: Round, rounds: list[Round], instruction: str) -> Action:

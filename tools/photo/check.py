@@ -2,8 +2,9 @@
 
 It sees the source, the edited image and the instruction, never a ground truth. For each op it measures the
 effect relative to the source in the units the grammar speaks (strength 1 = the plain wording), scores whether
-it went the right way by the right amount, checks what should not have changed, and looks for clipping,
-banding, halos and noise. Findings carry ``data`` a critic can act on, including a re-edit instruction.
+it went the right way by the right amount, checks what should not have changed (globally, and as connected
+local changes the global edit cannot explain, see ``local``), and looks for clipping, banding, halos and noise.
+Findings carry ``data`` a critic can act on, including a re-edit instruction.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .grammar import (
     render_op,
     render_plan,
 )
+from .local import LocalChanges, find_local_changes
 from .ops import (
     BRIGHT_K,
     CONTRAST_K,
@@ -224,16 +226,19 @@ def _outside_recolour(ctx: Ctx, src: np.ndarray) -> np.ndarray:
     return ~binary_dilation(near, iterations=3) if near.any() else ~near
 
 
-def _quality(ctx: Ctx, requested: dict[str, float]) -> tuple[float, float, list[Finding], dict[str, Number]]:
-    """Naturalness (clipping, gamut) and artifacts (banding, halos, noise) relative to the source."""
+def _quality(ctx: Ctx, requested: dict[str, float],
+             changes: LocalChanges) -> tuple[float, float, list[Finding], dict[str, Number]]:
+    """Naturalness (clipping, gamut) and artifacts (banding, halos, noise) relative to the source, away from
+    local changes (those are one finding of their own, not a cascade)."""
     findings: list[Finding] = []
     nat, art = 10.0, 10.0
     # Damage that cannot be undone: the critic restarts from the source, gentler.
     fix = {"fix_base": "source", "restart": ctx.plan_scaled_all(0.6)}
-    hi_s, lo_s = M.clipped_fractions(ctx.src)
-    hi_e, lo_e = M.clipped_fractions(ctx.edt)
-    sat_s = float(((ctx.hsv_s[1] >= 0.99) & (ctx.hsv_s[2] >= 0.25)).mean())
-    sat_e = float(((ctx.hsv_e[1] >= 0.99) & (ctx.hsv_e[2] >= 0.25)).mean())
+    away = ~changes.mask_at(ctx.src.shape)
+    hi_s, lo_s = M.clipped_fractions(ctx.src[away])
+    hi_e, lo_e = M.clipped_fractions(ctx.edt[away])
+    sat_s = float(((ctx.hsv_s[1] >= 0.99) & (ctx.hsv_s[2] >= 0.25))[away].mean())
+    sat_e = float(((ctx.hsv_e[1] >= 0.99) & (ctx.hsv_e[2] >= 0.25))[away].mean())
     sat_tol = 0.03 + 0.12 * max(requested.get("saturation", 0.0), 0.0)
     # Strong tone requests push more pixels to the ends legitimately.
     up = max(requested.get("contrast", 0.0), requested.get("brightness", 0.0), 0.0)
@@ -250,7 +255,8 @@ def _quality(ctx: Ctx, requested: dict[str, float]) -> tuple[float, float, list[
     ys_full, ye_full = luma(crop_s), luma(crop_e)
     matched = M.tone_curve_match(ys_full, ye_full)
     sharpen = max(requested.get("sharpness", 0.0), 0.0)
-    local = _outside_recolour(ctx, crop_s)  # a recolouring changes luma locally by design
+    # A recolouring changes luma locally by design.
+    local = _outside_recolour(ctx, crop_s) & ~M.center_crop(changes.mask_at(ctx.al.src.shape))
     overshoot = M.overshoot_fraction(matched, ye_full, local)
     noise = M.noise_ratio(matched, ye_full, local)
     gaps = M.histogram_gaps(ctx.edt[..., 1]) - M.histogram_gaps(ctx.src[..., 1])
@@ -306,8 +312,13 @@ def assess_photo(source: Image, edited: Image, instruction: str) -> Assessment:
     for r in results:
         measurements.update(r.measurements())
     overediting = _overediting(ctx, findings, measurements)
+    changes = _local_changes(ctx, results, measurements)
+    if changes.clusters:  # an unasked local change is both an over-edit and an artifact
+        findings.append(_local_finding(ctx, changes))
+        overediting = max(0.0, overediting - changes.penalty())
     requested = {op.op: op.direction * op.strength for op in _merged_graded(plan)}
-    naturalness, artifacts, quality_findings, quality_info = _quality(ctx, requested)
+    naturalness, artifacts, quality_findings, quality_info = _quality(ctx, requested, changes)
+    artifacts = max(0.0, artifacts - changes.penalty())
     findings += quality_findings
     measurements.update(quality_info)
     return Assessment(domain="photo", success=round(min(r.score for r in results), 2),
@@ -342,6 +353,36 @@ def _overediting(ctx: Ctx, findings: list[Finding], measurements: dict[str, Numb
         findings.append(ctx.finding("side_effect", f"{what} changed though not asked ({drift:.3g} > {tol:g})",
                                     pen / 6, data))
     return max(0.0, score)
+
+
+def _local_changes(ctx: Ctx, results: list[Scored], measurements: dict[str, Number]) -> LocalChanges:
+    """Areas the global edit (with the measured blur or sharpening) does not explain."""
+    sharp = next((r.extra for r in results if r.op.op == "sharpness"), {})
+    amount = float(sharp.get("sharpen_amount") or 0.0)
+    sigma = float(sharp.get("blur_sigma") or 0.0)
+    if sigma > 0 and amount <= 0.05 * SHARP_K:  # the same choice as the sharpness measurement
+        amount = 0.0
+    else:
+        sigma = 0.0
+    changes = find_local_changes(ctx.al.src, ctx.al.edt, ctx.plan, blur=sigma, sharpen=amount)
+    measurements.update({"local_change_fraction": round(sum(c.fraction for c in changes.clusters), 4),
+                         "local_change_clusters": len(changes.clusters),
+                         "local_residual_p99": round(changes.residual_p99, 4)})
+    return changes
+
+
+def _local_finding(ctx: Ctx, changes: LocalChanges) -> Finding:
+    total = sum(c.fraction for c in changes.clusters)
+    places = list(dict.fromkeys(c.where for c in changes.clusters))
+    where = " and ".join(places[:3]) + (" and elsewhere" if len(places) > 3 else "")
+    n = len(changes.clusters)
+    noun = "a local change that was" if n == 1 else f"{n} local changes that were"
+    # The global edit itself may be right: restart from the source with the same request, not a gentler one.
+    return ctx.finding("local_change", f"{noun} not asked for, in the {where} ({total:.1%} of the frame)",
+                       changes.penalty() / 8, {"what": "local_change", "clusters": [c.data() for c in
+                                                                                   changes.clusters[:8]],
+                                               "fraction": round(total, 4), "fix_base": "source",
+                                               "restart": render_plan(ctx.plan)})
 
 
 def _reasoning(results: list[Scored], findings: list[Finding]) -> str:

@@ -19,6 +19,10 @@ from .ops import geometry, luma
 
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2
 FIT_SIDE = 256  # blur/sharpen fits run on a central crop of about this size: detail must stay full-resolution
+GEO_SIDE = 48   # rotations/flips are compared at about this size
+# Another transform is reported only when it beats every accepted one by this margin and the accepted ones fit
+# poorly: correct edits keep their own transform >= 0.4 ahead of the rest.
+GEO_MARGIN, GEO_GOOD = 0.08, 0.85
 
 DIHEDRAL = {
     "identity": lambda a: a, "rotate 90 clockwise": lambda a: np.rot90(a, -1, axes=(0, 1)),
@@ -76,17 +80,34 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum()) / den
 
 
+def structure_features(y: np.ndarray, side: int = GEO_SIDE) -> np.ndarray:
+    """Local structure of a 2-D image at about ``side`` px: high-pass, divided by the local contrast.
+
+    Dividing by the local contrast makes it blind to tone changes, even local ones (a darkened half keeps
+    its structure), so only where things are, not how bright they are, decides a rotation or flip."""
+    h, w = fit_size(*y.shape, side)
+    t = resize(y, h, w).astype(np.float64)
+    hp = t - gaussian_filter(t, 2.0, mode="nearest")
+    local = np.sqrt(gaussian_filter(hp * hp, 2.0, mode="nearest"))
+    return hp / (local + 0.25 * float(np.median(local)) + 1e-4)  # the floor keeps flat areas from noise blow-up
+
+
 def geometry_scores(src: np.ndarray, edt: np.ndarray) -> dict[str, float]:
-    """Normalised correlation of the edited luma with each rotation/flip of the source (tone-invariant)."""
-    ys, ye = luma(src), luma(edt)
-    th, tw = fit_size(*ye.shape, 32)
-    te = resize(ye, th, tw)
+    """Normalised correlation of the edited image's local structure with each rotation/flip of the source's.
+
+    Per transform, the better of luma and HSV value: a recolouring keeps value but can reshape luma (red to
+    green brightens), black and white keeps luma but not value."""
     scores: dict[str, float] = {}
-    for name, fn in DIHEDRAL.items():
-        cand = fn(ys)
-        if abs(math.log(cand.shape[0] / cand.shape[1]) - math.log(ye.shape[0] / ye.shape[1])) > 0.03:
-            continue
-        scores[name] = _ncc(resize(np.ascontiguousarray(cand), th, tw), te)
+    for channel in (luma, lambda x: x.max(axis=-1)):
+        ys, ye = channel(src), channel(edt)
+        fe = structure_features(ye)
+        small = resize(ys, *fit_size(*ys.shape, 4 * GEO_SIDE))  # shrink once; the transforms commute with it
+        for name, fn in DIHEDRAL.items():
+            cand = np.ascontiguousarray(fn(small))
+            if abs(math.log(cand.shape[0] / cand.shape[1]) - math.log(ye.shape[0] / ye.shape[1])) > 0.03:
+                continue
+            score = _ncc(resize(structure_features(cand).astype(np.float32), *fe.shape), fe)
+            scores[name] = max(score, scores.get(name, -1.0))
     return scores
 
 
@@ -107,7 +128,9 @@ def align(src: np.ndarray, edt: np.ndarray, geo_ops: list[PhotoOp]) -> Aligned:
     scores = geometry_scores(src, edt)
     detected = max(scores, key=lambda k: scores[k]) if scores else None
     # Prefer an accepted transform unless another one fits clearly better (symmetric images are ambiguous).
-    ok = [n for n in expected_set if n in scores and detected and scores[n] >= scores[detected] - 0.02]
+    ok = sorted((n for n in expected_set if n in scores and detected
+                 and (scores[n] >= scores[detected] - GEO_MARGIN or scores[n] >= GEO_GOOD)),
+                key=lambda n: (-scores[n], n))
     expected = ok[0] if ok else sorted(expected_set)[0]
     if ok:
         detected = expected
