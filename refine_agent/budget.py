@@ -1,9 +1,9 @@
 """Budgets: limits on rounds, tool calls, wall time and cost, and the per-trajectory accounting.
 
 Limits are checked before each refinement round. A round that has started always completes (its edit and
-its judgment are both recorded), so wall time and cost can overshoot by at most one round. Within a round,
-the runtime starts no retry and no backoff wait past ``max_seconds``, so the overshoot is one attempt per
-call, not the retries' worth.
+its judgment are both recorded), so wall time and cost can overshoot by at most one round. Within a
+refinement round, the runtime starts no retry whose backoff wait would end past ``max_seconds``, so the
+overshoot is one attempt per call, not the retries' worth. Round 0, the baseline, is never cut short.
 """
 
 from __future__ import annotations
@@ -56,6 +56,17 @@ class BudgetTracker:
                failed: bool = False) -> None:
         self.usage.add_call(kind, usage, cached=cached, attempts=attempts, failed=failed)
 
+    def calls_exceeded(self, needs: dict[str, int]) -> str | None:
+        """The call limit that ``needs`` more calls per kind would break ("editor", ..., "total"), or None."""
+        limits = self.budget.max_calls
+        for kind, n in needs.items():
+            limit = getattr(limits, kind, None)
+            if limit is not None and self.usage.calls.get(kind, 0) + n > limit:
+                return kind
+        if limits.total is not None and self.usage.total_calls + sum(needs.values()) > limits.total:
+            return "total"
+        return None
+
     def stop_before_round(self, index: int, needs: dict[str, int]) -> StopReason | None:
         """The reason round ``index`` (>= 1) must not start, or None if the budget allows it.
 
@@ -65,12 +76,7 @@ class BudgetTracker:
         b = self.budget
         if index > b.max_rounds:
             return StopReason.max_rounds
-        limits = b.max_calls
-        for kind, n in needs.items():
-            limit = getattr(limits, kind, None)
-            if limit is not None and self.usage.calls.get(kind, 0) + n > limit:
-                return StopReason.max_tool_calls
-        if limits.total is not None and self.usage.total_calls + sum(needs.values()) > limits.total:
+        if self.calls_exceeded(needs):
             return StopReason.max_tool_calls
         if b.max_seconds is not None and self.elapsed >= b.max_seconds:
             return StopReason.max_seconds

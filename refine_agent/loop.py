@@ -105,7 +105,8 @@ class _Loop:
     async def _call(self, kind: str, tool: Any, invoke: Callable[[], Awaitable[Any]], key: str,
                     rnd: Round, timing: str) -> Any:
         try:
-            out = await self.runtime.call(kind, tool, invoke, key=key, tracker=self.tracker)  # type: ignore[arg-type]
+            out = await self.runtime.call(kind, tool, invoke, key=key, tracker=self.tracker,  # type: ignore[arg-type]
+                                          timed=rnd.index > 0)  # round 0 is the baseline: never cut short
         except ToolCallFailed as exc:
             if exc.record is not None:
                 rnd.calls.append(exc.record)

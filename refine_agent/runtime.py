@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_any
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from .budget import BudgetTracker
 from .cache import Cache, MemoryCache
@@ -194,11 +194,14 @@ class Runtime:
 
     # -- the call ---------------------------------------------------------------------------------------
     async def call(self, kind: ToolKind, tool: Any, invoke: Callable[[], Awaitable[T]], *,
-                   key: str | None = None, tracker: BudgetTracker | None = None) -> CallOutcome[T]:
+                   key: str | None = None, tracker: BudgetTracker | None = None,
+                   timed: bool = False) -> CallOutcome[T]:
         """Run ``invoke`` (one call of ``tool``) with cache, limiter, timeout and retries.
 
         Returns the value and its CallRecord; raises ToolCallFailed when the call fails for good. Either
-        way the call is charged to ``tracker`` and counted in ``stats`` before this returns.
+        way the call is charged to ``tracker`` and counted in ``stats`` before this returns. ``timed`` (for
+        refinement rounds, not round 0) means no retry starts whose backoff wait would end past the
+        tracker's ``max_seconds``: the attempt that started finishes, so the round is recorded whole.
         """
         name = getattr(tool, "name", type(tool).__name__)
         if key is not None and self.cache is not None:
@@ -224,24 +227,20 @@ class Runtime:
             self._emit(RuntimeEvent("retry", kind, name, attempt=state.attempt_number,
                                     error=describe(exc) if exc else None))
 
-        def time_left() -> float | None:  # of the trajectory's wall-clock budget, if it has one
-            limit = tracker.budget.max_seconds if tracker is not None else None
-            return None if limit is None else limit - tracker.elapsed  # type: ignore[union-attr]
+        planned = [0.0]  # the next backoff wait, decided with the retry so the deadline can veto it
 
-        def out_of_time(state: RetryCallState) -> bool:
-            left = time_left()
-            return left is not None and left <= 0
+        def retry(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is None or not is_transient(tool, exc):
+                return False
+            planned[0] = self._wait(state)
+            limit = tracker.budget.max_seconds if timed and tracker is not None else None
+            return limit is None or tracker.elapsed + planned[0] < limit  # type: ignore[union-attr]
 
-        def wait(state: RetryCallState) -> float:
-            left = time_left()
-            return self._wait(state) if left is None else min(self._wait(state), max(0.0, left))
-
-        # A call that started finishes its attempt (the round is recorded whole), but no retry or backoff
-        # wait runs past the budget's seconds.
         retrying = AsyncRetrying(
-            stop=stop_any(stop_after_attempt(self.config.retry.max_attempts), out_of_time),
-            wait=wait,
-            retry=retry_if_exception(lambda e: is_transient(tool, e)),
+            stop=stop_after_attempt(self.config.retry.max_attempts),
+            wait=lambda state: planned[0],
+            retry=retry,
             before_sleep=before_sleep,
             sleep=self._sleep,
             reraise=True,

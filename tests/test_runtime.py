@@ -229,7 +229,8 @@ async def test_usage_billed_by_failed_attempts_is_counted() -> None:
 
 
 async def test_retries_stop_at_the_time_budget() -> None:
-    """Backoff waits are cut to the time left, and no retry starts once the budget's seconds are spent."""
+    """In a timed call, no retry starts whose backoff wait would end past the budget's seconds; waits (and a
+    server's Retry-After) are never cut short."""
     now = [0.0]
     waits: list[float] = []
 
@@ -241,5 +242,11 @@ async def test_retries_stop_at_the_time_budget() -> None:
     policy = RetryPolicy(max_attempts=10, initial_wait=1.0, max_wait=100.0, jitter=0.0)
     tracker = BudgetTracker(Budget(max_seconds=5), clock=lambda: now[0])
     with pytest.raises(ToolCallFailed):
-        await Runtime(RuntimeConfig(retry=policy), sleep=sleep).call("editor", tool, tool.edit, tracker=tracker)
-    assert waits == [1.0, 2.0, 2.0] and tool.calls == 4
+        await Runtime(RuntimeConfig(retry=policy), sleep=sleep).call("editor", tool, tool.edit, tracker=tracker,
+                                                                     timed=True)
+    assert waits == [1.0, 2.0] and tool.calls == 3  # the next wait (4 s) would end at 7 s, past the 5 s budget
+    # untimed (round 0, the baseline): the budget does not cut its retries
+    now[0], waits[:] = 0.0, []
+    tool = Flaky(*[TransientToolError("503")] * 4)
+    out = await Runtime(RuntimeConfig(retry=policy), sleep=sleep).call("editor", tool, tool.edit, tracker=tracker)
+    assert out.record.attempts == 5 and waits == [1.0, 2.0, 4.0, 8.0]
