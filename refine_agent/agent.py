@@ -20,7 +20,7 @@ from typing import Any
 
 from .budget import Budget
 from .cache import cache_key
-from .errors import ConfigError, InputError, ToolCallFailed
+from .errors import ConfigError, InputError, RefusedError, ToolCallFailed, UnsupportedInstructionError
 from .images import Image, ImageBank, MemoryImageBank
 from .loop import LoopPolicy, RefineResult, RoundCallback, _Loop
 from .protocols import check_tool, tool_identity
@@ -50,6 +50,7 @@ class _AgentLoop(_Loop):
         self.controller = controller
         self.transcript: list[ControllerEvent] = []
         self.chosen: int | None = None
+        self.halt: StopReason | None = None  # set by a tool call after which the run cannot go on
         self.turn_limit = self.budget.max_calls.controller or default_turn_limit(self.budget)
 
     def _resolve(self, ref: Any) -> int | None:
@@ -93,17 +94,14 @@ class _AgentLoop(_Loop):
         return None
 
     def call_limit_refusal(self) -> str | None:
-        """Why a new edit would break a per-kind or total call limit, or None if it fits. Every round is judged
-        before the run ends, so an edit reserves its judgment, and the rounds not yet judged hold theirs."""
-        limits, calls = self.budget.max_calls, self.tracker.usage.calls
-        needs = {"editor": 1, "judge": 1 + self.unjudged}
-        for kind, n in needs.items():
-            limit = getattr(limits, kind)
-            if limit is not None and calls.get(kind, 0) + n > limit:
-                return f"the budget allows {limit} {kind} calls and this edit would need more"
-        if limits.total is not None and self.tracker.usage.total_calls + sum(needs.values()) > limits.total:
-            return f"the budget allows {limits.total} tool calls in all and this edit would need more"
-        return None
+        """Why a new edit would break a call limit, or None if it fits. Every round is judged before the run
+        ends, so an edit reserves its judgment, and the rounds not yet judged hold theirs."""
+        kind = self.tracker.calls_exceeded({"editor": 1, "judge": 1 + self.unjudged})
+        if kind is None:
+            return None
+        limit = getattr(self.budget.max_calls, kind)
+        what = "tool calls in all" if kind == "total" else f"{kind} calls"
+        return f"the budget allows {limit} {what} and this edit would need more"
 
     async def decide(self) -> ControllerDecision:
         last = self.rounds[-1]
@@ -148,11 +146,16 @@ class _AgentLoop(_Loop):
             rnd = Round(index=len(self.rounds), instruction=instruction, base=base, base_round=base_round,  # type: ignore[arg-type]
                         editor=self.refine_editor.name)
             self.rounds.append(rnd)
+            earlier = self.failure
             await self.edit(rnd, self.refine_editor, base_image)
             await self.finish_round(rnd)
-            if rnd.image is None:  # the round keeps the error; the controller may rephrase (e.g. after a refusal)
-                self.failure = None
-                return f"the edit failed: {rnd.error}", [], True
+            if rnd.image is None:
+                cause = self.failure.cause if self.failure is not None else None
+                if not isinstance(cause, (RefusedError, UnsupportedInstructionError)):
+                    self.halt = StopReason.editor_failed  # e.g. a bad key or a dead server: rephrasing cannot help
+                    return f"the edit failed: {rnd.error}", [], True
+                self.failure = earlier  # the round keeps the error; another wording may be served
+                return f"the edit failed: {rnd.error}; you may rephrase the instruction", [], True
             return f"round {rnd.index}: edited from {base_ref}", [rnd.image], True
         if d.name == "judge":
             k = self._resolve(args.get("image", "current"))
@@ -190,6 +193,8 @@ class _AgentLoop(_Loop):
             text, images, valid = await self.act(d)
             self.transcript.append(ControllerEvent(id=d.id, name=d.name, arguments=d.arguments, result=text,
                                                    images=images))
+            if self.halt is not None:
+                return self.halt
             if self.chosen is not None:
                 self.rounds[self.chosen].critique = self.rounds[self.chosen].critique or Critique(
                     satisfied=True, analysis=str(d.arguments.get("reason") or d.thought))

@@ -52,6 +52,10 @@ class PermanentToolError(ToolError):
     """A failure that retrying cannot fix: bad request, auth, refusal, unsupported input."""
 
 
+class RefusedError(PermanentToolError):
+    """The tool refused this request (e.g. on content-policy grounds); another request may be served."""
+
+
 class UnsupportedInstructionError(PermanentToolError, InputError):
     """An instruction outside what a tool understands (e.g. outside the classic editor's grammar)."""
 

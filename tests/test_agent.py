@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from refine_agent import Budget, CallLimits, Runtime, RuntimeConfig
 from refine_agent.agent import agentic_refine
-from refine_agent.errors import PermanentToolError
+from refine_agent.errors import PermanentToolError, RefusedError
 from refine_agent.runtime import RetryPolicy
 from refine_agent.testing import FunctionEditor, FunctionJudge, ScriptedController
 from refine_agent.types import JudgeRequest, StopReason, Verdict
@@ -105,7 +105,7 @@ async def test_per_kind_call_limits_refuse_edits() -> None:
 async def test_a_failed_edit_is_shown_to_the_controller_which_goes_on() -> None:
     def flaky(req):  # type: ignore[no-untyped-def]
         if "forbidden" in req.instruction:
-            raise PermanentToolError("the editor refused this instruction")
+            raise RefusedError("the editor refused this instruction")
         return solid(min(250, int(req.image.array[0, 0, 0]) + 60))
 
     ctrl = ScriptedController([("edit", {"instruction": "forbidden words", "base": "current"}),
@@ -117,3 +117,18 @@ async def test_a_failed_edit_is_shown_to_the_controller_which_goes_on() -> None:
     assert "the edit failed" in t.controller_log[0].result and "refused this instruction" in t.controller_log[0].result
     assert t.rounds[1].image is None and t.rounds[1].error and t.rounds[2].image == solid(120).sha256
     assert t.stop_reason is StopReason.controller_finished and t.best_round == 2 and res.failure is None
+
+
+async def test_an_edit_that_fails_for_good_ends_the_run() -> None:
+    def broken(req):  # type: ignore[no-untyped-def]
+        if req.instruction != "make it bright":
+            raise PermanentToolError("401: the key was rejected")
+        return solid(60)
+
+    ctrl = ScriptedController([("edit", {"instruction": "brighter", "base": "current"}),
+                               ("edit", {"instruction": "brighter still", "base": "current"})])
+    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=FunctionEditor(broken),
+                               judge=brightness_judge(), runtime=Runtime(FAST))
+    t = res.trajectory
+    assert t.stop_reason is StopReason.editor_failed and len(t.rounds) == 2 and t.best_round == 0
+    assert res.failure is not None and "401" in str(res.failure) and len(t.controller_log) == 1

@@ -11,10 +11,10 @@ import email.utils
 import time
 from typing import Any
 
-from refine_agent.errors import PermanentToolError, ToolError, TransientToolError
+from refine_agent.errors import PermanentToolError, RefusedError, ToolError, TransientToolError
 
 
-class Refused(PermanentToolError):
+class Refused(RefusedError):
     """The provider refused the request on content-policy grounds (a judge records status 'refused')."""
 
 
