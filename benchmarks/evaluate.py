@@ -59,7 +59,7 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
         if not traj.rounds or traj.rounds[0].image is None:
             errors["editor_failed"] += 1
             continue
-        count_loop_failures(traj, errors)
+        count_loop_failures(traj, errors, judge_key is None)
         evals: dict[int, Verdict] | None = store.evals(judge_key, rec.sample_id) if judge_key else None
         scores: dict[int, Score] = {}  # one Score per round, shared by every budget's outcome
         category = sys.intern(rec.category) if rec.category else None
@@ -85,16 +85,20 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
 
 
 _CALLS: dict[tuple[tuple[str, int], ...], dict[str, int]] = {}
-LATE_FAILURES = {StopReason.editor_failed: "loop_editor_failed", StopReason.critic_failed: "loop_critic_failed",
+LATE_FAILURES = {StopReason.critic_failed: "loop_critic_failed",
                  StopReason.controller_failed: "loop_controller_failed"}
 
 
-def count_loop_failures(traj: Any, errors: Counter[str]) -> None:
-    """What failed inside a sample that still has a result: every loop judgment that gave no score (at any
-    round) and a re-edit, critique or controller turn that ended the loop early."""
+def count_loop_failures(traj: Any, errors: Counter[str], evaluated_by_loop_judge: bool) -> None:
+    """What failed inside a sample that still has a result: every loop judgment that gave no score, every
+    re-edit that failed (a controller may go on after one), and a critique or controller turn that ended the
+    loop early. Round 0's judgment is left to ``eval_one_shot_*`` when it is also the evaluation."""
     for rnd in traj.rounds:
-        if rnd.verdict is not None and not rnd.verdict.ok:
-            errors[f"loop_judge_{rnd.verdict.status}"] += 1
+        v = rnd.verdict
+        if v is not None and not v.ok and not (rnd.index == 0 and evaluated_by_loop_judge):
+            errors[f"loop_judge_{v.status}"] += 1
+        if rnd.index > 0 and rnd.image is None:
+            errors["loop_editor_failed"] += 1
     if traj.stop_reason in LATE_FAILURES:
         errors[LATE_FAILURES[traj.stop_reason]] += 1
 

@@ -361,16 +361,18 @@ def test_failures_after_round_0_are_counted(tmp_path: Path) -> None:
     cli("bench", "synthetic", "--run-dir", str(run), "--limit", "40", "--max-rounds", "3", "-E", "fail_rate=0.3",
         "-J", "fail_rate=0.3", "--max-attempts", "1")
     s = summary(run)
-    judged_fail = late_judge_fail = late_edit_fail = 0
+    first_judge_fail = late_judge_fail = late_edit_fail = 0
     with sqlite3.connect(run / "records.sqlite") as con:
         trajs = [json.loads(t) for (t,) in con.execute("SELECT trajectory FROM samples WHERE trajectory IS NOT NULL")]
     for t in trajs:
         if t["rounds"] and t["rounds"][0]["image"] is not None:
             bad = [r["index"] for r in t["rounds"] if r["verdict"] is not None and r["verdict"]["status"] != "ok"]
-            judged_fail += len(bad)
+            first_judge_fail += 0 in bad
             late_judge_fail += sum(1 for i in bad if i > 0)
-            late_edit_fail += t["stop_reason"] == "editor_failed"
-    assert late_judge_fail > 0 and late_edit_fail > 0  # the seeded failures do reach later rounds
-    assert s["errors"]["loop_judge_error"] == judged_fail
+            late_edit_fail += sum(1 for r in t["rounds"][1:] if r["image"] is None)
+    assert first_judge_fail > 0 and late_judge_fail > 0 and late_edit_fail > 0  # failures reach every round
+    # round 0's failed judgment is the failed evaluation of the one-shot edit here (one judge): counted once
+    assert s["errors"]["eval_one_shot_error"] == first_judge_fail
+    assert s["errors"]["loop_judge_error"] == late_judge_fail
     assert s["errors"]["loop_editor_failed"] == late_edit_fail
     assert "errors" in s["by_budget"]["0"] and "errors" in s["by_budget"]["3"]
