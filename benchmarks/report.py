@@ -200,28 +200,27 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
 
 
 def collect_report(store: RunStore, run_info: dict[str, Any], budget: int, max_samples: int = 200) -> ReportData:
-    """Stream every sample for the outcomes, deltas and pass transitions; then a second pass makes the cards
-    of up to ``max_samples`` samples, shared fairly between the outcomes (see ``pick_cards``)."""
+    """Stream every sample once for the outcomes, deltas and pass transitions, keeping the first
+    ``max_samples`` records of each outcome; the cards are made for those ``pick_cards`` chooses."""
     policy = LoopPolicy.model_validate(run_info["config"]["policy"])
     key = eval_key(run_info)
     data = ReportData(budget=budget, max_samples=max_samples)
-    by_outcome: dict[str, list[str]] = {o: [] for o in OUTCOMES}
+    kept: dict[str, list[SampleRecord]] = {o: [] for o in OUTCOMES}
     for rec in store.iter_samples():
         view = _sample(store, rec, key, budget, policy, browse=False)
         data.n_total += 1
         data.counts[view.outcome] += 1
-        by_outcome[view.outcome].append(rec.sample_id)
+        if len(kept[view.outcome]) < max_samples:
+            kept[view.outcome].append(rec)
         a, b = view.one_shot, view.final
         if a.ok and b.ok:
             if a.overall is not None and b.overall is not None:
                 data.deltas.append(b.overall - a.overall)
             if a.passed is not None and b.passed is not None:
                 data.transitions.append((a.passed, b.passed))
-    chosen = pick_cards(by_outcome, max_samples)
-    if chosen:
-        for rec in store.iter_samples():
-            if rec.sample_id in chosen:
-                data.samples.append(_sample(store, rec, key, budget, policy, browse=True))
+    chosen = pick_cards({o: [r.sample_id for r in recs] for o, recs in kept.items()}, max_samples)
+    cards = sorted((r for recs in kept.values() for r in recs if r.sample_id in chosen), key=lambda r: r.index)
+    data.samples = [_sample(store, rec, key, budget, policy, browse=True) for rec in cards]
     return data
 
 
