@@ -24,6 +24,10 @@ from .palette import MATCH_TOLERANCE, PALETTE, UNKNOWN, nearest_palette
 
 MIN_NEAR = 0.9  # share of pixels within MATCH_TOLERANCE of the palette in a lossy scene (JPEG q30: 0.92+)
 MAX_UNEXPLAINED = 0.03  # share left foreign after snapping (smudges of a failed edit are ~1%)
+# Lossy coding keeps flat areas flat, so most of a compressed scene stays within a level or two of its
+# palette colours (JPEG q80: 70%+), while sensor noise on a pale photo background does not (<25%).
+FLAT_DISTANCE2 = 3 * 1.5**2
+MIN_FLAT = 0.5
 EDGE_REACH = 8.0  # px from flat patches within which a pixel may be a blend of them (JPEG blocks are 8 px)
 OVERSHOOT = 0.25  # how far ringing may push a blend past either colour, as a share of their difference
 BLEND_PASSES = 3  # thin tips may have no flat patch nearby until their neighbours are resolved
@@ -141,8 +145,8 @@ def looks_like_scene(arr: np.ndarray) -> bool:
 
     A photo of an object on a white table has the first but not the second: its object stays foreign.
     """
-    _, dist2 = nearest_palette(arr)
-    if (dist2 <= MATCH_TOLERANCE**2).mean() < MIN_NEAR:
+    _, dist2 = nearest_palette(arr[::4, ::4])  # a sample decides quickly for photos, which are most inputs
+    if (dist2 <= MATCH_TOLERANCE**2).mean() < MIN_NEAR or (dist2 <= FLAT_DISTANCE2).mean() < MIN_FLAT:
         return False
     return bool((snap_labels(arr) == UNKNOWN).mean() <= MAX_UNEXPLAINED)
 
