@@ -75,7 +75,7 @@ class OpenAIChat(ChatAdapter):
         if temperature is not None:
             kwargs["temperature"] = temperature
         if seed is not None:
-            kwargs["seed"] = seed % (2**31)
+            kwargs["seed"] = self.sent_seed(seed)
         if tools:
             kwargs["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                                  "parameters": t.parameters}} for t in tools]
