@@ -57,6 +57,10 @@ class ChatReply:
     def refused(self) -> bool:
         return self.refusal is not None
 
+    @property
+    def usage(self) -> Usage:
+        return Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd)
+
 
 class ClientPools:
     """SDK clients per event loop: an HTTP connection pool belongs to the loop that opened it, and a tool may
@@ -151,7 +155,7 @@ class ChatAdapter:
             limiter.settle(estimate, reply.input_tokens + reply.output_tokens)
         reply.cost_usd = chat_cost(reply.model or self.model, reply.input_tokens, reply.output_tokens,
                                    self.opts.price_in, self.opts.price_out, requested=self.model)
-        bill(Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd))
+        bill(reply.usage)
         return reply
 
 

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
-from refine_agent.types import ControllerDecision, ControllerRequest, Usage
+from refine_agent.types import ControllerDecision, ControllerRequest
 from tools.api.chat import Msg, ToolCall, ToolDef, make_adapter
 from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 
@@ -95,7 +95,7 @@ class LLMController(ToolBase):
         o: ControllerOptions = self.options  # type: ignore[assignment]
         reply = await self.chat.complete(self.messages(req), tools=TOOLS, temperature=o.temperature, seed=req.seed,
                                          max_tokens=o.max_tokens)
-        usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd)
+        usage = reply.usage
         info = {"model": reply.model, "prompt": self.prompt_id, "temperature": o.temperature,
                 "seed": self.chat.sent_seed(req.seed)}
         if not reply.tool_calls:  # the loop tells the model to call a tool, and counts the turn

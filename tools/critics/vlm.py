@@ -11,7 +11,7 @@ from pydantic import Field
 
 from refine_agent.errors import ConfigError, PermanentToolError
 from refine_agent.protocols import ToolBase
-from refine_agent.types import Critique, CritiqueRequest, Usage
+from refine_agent.types import Critique, CritiqueRequest
 from tools.api.chat import Msg, make_adapter
 from tools.api.errors import Refused
 from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
@@ -86,7 +86,7 @@ class VLMCritic(ToolBase):
         if parsed.value is None:  # a critique that cannot be read stops the loop; it is never made up
             raise PermanentToolError(f"critic {self.name}: the reply did not parse ({parsed.error}); "
                                      f"raw: {(reply.text or '')[:200]!r}")
-        usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd)
+        usage = reply.usage
         return to_critique(parsed.value, usage=usage, info={"model": reply.model, "template": self.template.id,
                                                             "temperature": o.temperature,
                                                             "seed": self.chat.sent_seed(req.seed)})

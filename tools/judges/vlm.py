@@ -147,8 +147,7 @@ class VLMJudge(ToolBase):
                                                                                           req.edited]
             value, reply, problem = await self._ask(schema, template, images, values, seed)
             if reply is not None:
-                usage.append(Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
-                                   cost_usd=reply.cost_usd))
+                usage.append(reply.usage)
                 models.add(reply.model)
                 raws.append(reply.text or (reply.structured and str(reply.structured)) or "")
             if problem:
