@@ -227,6 +227,13 @@ class Runtime:
             self._emit(RuntimeEvent("retry", kind, name, attempt=state.attempt_number,
                                     error=describe(exc) if exc else None))
 
+        async def checked() -> T:  # inside the attempt, so what a wrong-typed result was billed is kept
+            value = await invoke()
+            if expected is not None and not isinstance(value, expected):
+                raise PermanentToolError(f"{kind} '{name}' returned a {type(value).__name__}, "
+                                         f"not a {expected.__name__}")
+            return value
+
         planned = [0.0]  # the next backoff wait, decided with the retry so the deadline can veto it
 
         def retry(state: RetryCallState) -> bool:
@@ -251,12 +258,9 @@ class Runtime:
                     attempts += 1
                     token = _ATTEMPT.set(attempts)
                     try:
-                        value = await self._attempt(tool, invoke, timing)
+                        value = await self._attempt(tool, checked, timing)
                     finally:
                         _ATTEMPT.reset(token)
-                    if expected is not None and not isinstance(value, expected):
-                        raise PermanentToolError(f"{kind} '{name}' returned a {type(value).__name__}, "
-                                                 f"not a {expected.__name__}")
         except Exception as exc:
             seconds = time.perf_counter() - start
             record = CallRecord(kind=kind, tool=name, seconds=seconds, attempts=attempts, error=describe(exc),

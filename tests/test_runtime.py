@@ -250,3 +250,20 @@ async def test_retries_stop_at_the_time_budget() -> None:
     tool = Flaky(*[TransientToolError("503")] * 4)
     out = await Runtime(RuntimeConfig(retry=policy), sleep=sleep).call("editor", tool, tool.edit, tracker=tracker)
     assert out.record.attempts == 5 and waits == [1.0, 2.0, 4.0, 8.0]
+
+
+async def test_a_wrong_typed_result_is_a_permanent_failure_that_keeps_its_bill() -> None:
+    class Confused:
+        name = "confused"
+        calls = 0
+
+        async def edit(self) -> str:
+            self.calls += 1
+            bill(Usage(cost_usd=0.5))
+            return "not an EditResult"
+
+    tool = Confused()
+    tracker = BudgetTracker(Budget())
+    with pytest.raises(ToolCallFailed, match="returned a str, not a EditResult"):
+        await Runtime(FAST).call("editor", tool, tool.edit, tracker=tracker)
+    assert tool.calls == 1 and tracker.usage.cost_usd == 0.5
