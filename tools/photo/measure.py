@@ -101,12 +101,14 @@ def geometry_scores(src: np.ndarray, edt: np.ndarray) -> dict[str, float]:
     for channel in (luma, lambda x: x.max(axis=-1)):
         ys, ye = channel(src), channel(edt)
         fe = structure_features(ye)
-        small = resize(ys, *fit_size(*ys.shape, 4 * GEO_SIDE))  # shrink once; the transforms commute with it
+        # The features are made of isotropic filters, so they commute with rotations and flips: compute them
+        # once for the source and transform the result.
+        fs = structure_features(resize(ys, *fit_size(*ys.shape, 4 * GEO_SIDE))).astype(np.float32)
         for name, fn in DIHEDRAL.items():
-            cand = np.ascontiguousarray(fn(small))
+            cand = np.ascontiguousarray(fn(fs))
             if abs(math.log(cand.shape[0] / cand.shape[1]) - math.log(ye.shape[0] / ye.shape[1])) > 0.03:
                 continue
-            score = _ncc(resize(structure_features(cand).astype(np.float32), *fe.shape), fe)
+            score = _ncc(resize(cand, *fe.shape), fe)
             scores[name] = max(score, scores.get(name, -1.0))
     return scores
 
