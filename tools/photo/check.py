@@ -10,9 +10,10 @@ Findings carry ``data`` a critic can act on, including a re-edit instruction.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
-from scipy.ndimage import binary_dilation
+from scipy.ndimage import binary_dilation, gaussian_filter
 
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.images import Image
@@ -100,6 +101,10 @@ def _warm_shift(ctx: Ctx) -> float | None:
 
 
 def _sharpness(ctx: Ctx, direction: int) -> tuple[float, float, dict[str, Number]]:
+    side = min(ctx.al.src.shape[:2])
+    if side < 3 * ctx.sigma0:  # the blur spans the whole short side: every strength averages it the same
+        raise Unsupported(f"the image is only {side} px across, within the blur's reach, so blur or sharpening "
+                          "cannot be verified")
     ys, ye = luma(ctx.al.src), luma(ctx.al.edt)
     if M.detail_level(ys) < 0.002:
         raise Unsupported("the source has no fine detail, so blur or sharpening cannot be verified")
@@ -154,7 +159,7 @@ def _merged_graded(plan: PhotoPlan) -> list[PhotoOp]:
 # -- side effects, naturalness, artifacts ---------------------------------------------------------------------
 
 def _work_pair(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-    h, w = M.fit_size(*ctx.al.src.shape[:2], 512)
+    h, w = M.work_size(*ctx.al.src.shape[:2], 512)
     return M.resize(ctx.al.src, h, w), M.resize(ctx.al.edt, h, w)
 
 
@@ -175,6 +180,9 @@ def _structure(ctx: Ctx, names: set[str]) -> tuple[float, dict[str, Number]]:
             info["inside_value_ssim"] = inside
             values.append(inside)
     if mask is not None:
+        # The SSIM window of a pixel outside reaches into the recoloured areas: put the source back there, or a
+        # thin or small image (mostly such borders) counts the asked recolouring as damage outside.
+        e = np.where(mask[..., None], e, s)
         outside = float(np.mean([M.masked_mean(sim(s[..., c], e[..., c]), mask) for c in range(3)]))
         info["outside_ssim"] = outside
         values.append(outside)
@@ -193,7 +201,9 @@ def _counter(name: str, change: float, k: float) -> PhotoOp:
 
 
 def _drifts(ctx: Ctx, names: set[str]) -> list[tuple[str, float, float, PhotoOp | None]]:
-    """(what, |drift|, tolerance, counter-op) for properties the instruction did not ask to change."""
+    """(what, |drift|, tolerance, counter-op) for properties the instruction did not ask to change, measured
+    where they must hold (``steady``); with too few such pixels a drift is not measured."""
+    ctx = replace(ctx, keep=ctx.steady)
     out: list[tuple[str, float, float, PhotoOp | None]] = []
     colour_ops = {"saturation", "grayscale", "sepia", "warmth", "recolor"}
     if not names & {"brightness", "contrast"} and (g := _gamma(ctx)) is not None:
@@ -286,10 +296,20 @@ def _context(plan: PhotoPlan, source: Image, edited: Image) -> Ctx:
     for op in plan.ops:  # global measures skip the areas a recolouring is meant to change
         if op.op == "recolor":
             keep &= colour_weight(*hsv_s, str(op.params["source"])) <= 0
+    steady = keep & _away_from_mixing(plan, src, blur_sigma(*al.src.shape[:2]) * src.shape[0] / al.src.shape[0])
     if keep.sum() < max(16, 0.05 * keep.size):
-        keep[:] = True
+        keep = np.ones_like(keep)  # almost all of it is to be recoloured: measure the other ops everywhere
     return Ctx(plan=plan, al=al, src=src, edt=edt, ys=luma(src), ye=luma(edt), hsv_s=hsv_s, hsv_e=rgb_to_hsv(edt),
-               keep=keep, sigma0=blur_sigma(*al.src.shape[:2]))
+               keep=keep, sigma0=blur_sigma(*al.src.shape[:2]), steady=steady)
+
+
+def _away_from_mixing(plan: PhotoPlan, src: np.ndarray, sigma: float) -> np.ndarray:
+    """Where a blur or sharpening (radius ``sigma`` here) must leave colours alone: away from colour edges,
+    which it mixes or pushes apart by design. Everywhere for other plans."""
+    if not any(op.op == "sharpness" for op in plan.ops):
+        return np.ones(src.shape[:2], dtype=bool)
+    spread = np.abs(gaussian_filter(src, (sigma, sigma, 0), mode="reflect") - src).max(axis=-1)
+    return spread < 0.04
 
 
 def assess_photo(source: Image, edited: Image, instruction: str) -> Assessment:
@@ -307,8 +327,9 @@ def assess_photo(source: Image, edited: Image, instruction: str) -> Assessment:
     if not results:
         raise Unsupported(f'the edits in "{instruction}" cancel out, so there is nothing to verify')
     findings = [f for r in results for f in r.findings]
-    measurements: dict[str, Number] = {"aligned_as": ctx.al.expected, "detected_transform": ctx.al.detected,
-                                       "resized": ctx.al.resized}
+    measurements: dict[str, Number] = {"aligned_as": ctx.al.expected, "detected_transform":
+                                       ctx.al.detected if ctx.al.decidable else "cannot tell",
+                                       "geometry_decidable": ctx.al.decidable, "resized": ctx.al.resized}
     for r in results:
         measurements.update(r.measurements())
     overediting = _overediting(ctx, findings, measurements)
@@ -323,7 +344,8 @@ def assess_photo(source: Image, edited: Image, instruction: str) -> Assessment:
     measurements.update(quality_info)
     return Assessment(domain="photo", success=round(min(r.score for r in results), 2),
                       overediting=round(overediting, 2), naturalness=round(naturalness, 2),
-                      artifacts=round(artifacts, 2), reasoning=_reasoning(results, findings), findings=findings,
+                      artifacts=round(artifacts, 2), reasoning=_reasoning(results, findings, plan.notes),
+                      findings=findings,
                       measurements=measurements)
 
 
@@ -340,6 +362,9 @@ def _overediting(ctx: Ctx, findings: list[Finding], measurements: dict[str, Numb
             "geometry", f"the image looks like '{ctx.al.detected}' of the source, expected '{ctx.al.expected}'",
             1.0, {"expected": ctx.al.expected, "detected": ctx.al.detected, "fix_base": "source",
                   "restart": restart}))
+    if ctx.al.aspect_excess > 0:
+        score = min(score, _aspect_cap(ctx.al.aspect_excess))
+        findings.append(_aspect_finding(ctx, restart))
     for what, drift, tol, counter in _drifts(ctx, names):
         measurements[f"drift_{what}"] = round(drift, 4)
         if drift <= tol:
@@ -353,6 +378,21 @@ def _overediting(ctx: Ctx, findings: list[Finding], measurements: dict[str, Numb
         findings.append(ctx.finding("side_effect", f"{what} changed though not asked ({drift:.3g} > {tol:g})",
                                     pen / 6, data))
     return max(0.0, score)
+
+
+def _aspect_cap(excess: float) -> float:
+    """Fidelity left after a stretch, crop or pad: 8 just past the tolerance, 2 at a 15% change."""
+    return max(2.0, 8.0 - 40.0 * excess)
+
+
+def _aspect_finding(ctx: Ctx, restart: str) -> Finding:
+    (sh, sw), (eh, ew) = ctx.al.source_size, ctx.al.edited_size
+    return ctx.finding(
+        "geometry", f"the edited image is {ew}x{eh} px but the source is {sw}x{sh} px: no rotation or resize "
+        "gives that aspect ratio, so it was stretched, cropped or padded", min(1.0, 0.3 + 5 * ctx.al.aspect_excess),
+        {"what": "aspect_ratio", "expected": ctx.al.expected, "detected": ctx.al.detected,
+         "source_size": [sw, sh], "edited_size": [ew, eh], "aspect_excess": round(ctx.al.aspect_excess, 4),
+         "fix_base": "source", "restart": restart})
 
 
 def _local_changes(ctx: Ctx, results: list[Scored], measurements: dict[str, Number]) -> LocalChanges:
@@ -385,8 +425,9 @@ def _local_finding(ctx: Ctx, changes: LocalChanges) -> Finding:
                                                "restart": render_plan(ctx.plan)})
 
 
-def _reasoning(results: list[Scored], findings: list[Finding]) -> str:
+def _reasoning(results: list[Scored], findings: list[Finding], notes: list[str]) -> str:
     parts = "; ".join(r.summary() for r in results)
     issues = [f.message for f in findings][:2]
     tail = f" Issues: {'; '.join(issues)}." if issues else " Nothing else changed and no artifacts were found."
-    return f"{parts[:1].upper()}{parts[1:]}.{tail}"
+    head = "".join(f"Note: {n}. " for n in notes)  # what the grammar changed, e.g. a capped strength
+    return f"{head}{parts[:1].upper()}{parts[1:]}.{tail}"

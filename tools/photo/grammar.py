@@ -16,6 +16,8 @@ Grammar (clauses joined by "and", "then", commas or semicolons; case and colour/
   (0.5x); none (1x); "much", "a lot", "very", "strongly", "significantly", "considerably" (2x);
   "very much", "dramatically", "extremely", "drastically" (3x). Geometry, black and white, sepia and colour
   replacement ignore strength.
+- stacking: clauses of one adjustment add up ("brighter and much brighter" is 3x); a total past 3x is capped
+  to one 3x edit, and the plan's ``notes`` say so. At most 16 edits in one instruction.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ OpName = Literal["brightness", "contrast", "saturation", "warmth", "sharpness", 
 GRADED_OPS: tuple[str, ...] = ("brightness", "contrast", "saturation", "warmth", "sharpness")
 GEOMETRY_OPS: tuple[str, ...] = ("rotate", "flip")
 STRENGTH_LEVELS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0)
+MAX_STRENGTH = STRENGTH_LEVELS[-1]  # one op kind's total ("dramatically"): stacked clauses are capped here
+MAX_OPS = 16  # edits in one instruction, after repeated ones are merged
 GRAMMAR_HELP = ('it supports brighter/darker, contrast, saturation, black and white, sepia, warmer/cooler, '
                 'blur/sharpen, rotate, flip, and "make the <colour> ... <colour2>"')
 
@@ -65,10 +69,16 @@ class PhotoOp(BaseModel):
 class PhotoPlan(BaseModel):
     ops: list[PhotoOp]
     text: str = ""
+    notes: list[str] = Field(default_factory=list, description="what the parser changed, e.g. a capped strength")
+
+
+def _quote(what: str, limit: int = 80) -> str:
+    """User text for an error line: a 10,000-character clause must not become a 10,000-character error."""
+    return what if len(what) <= limit else what[:limit - 1].rstrip() + "…"
 
 
 def unsupported(what: str) -> UnsupportedInstructionError:
-    return UnsupportedInstructionError(f'classic editor does not understand "{what}": {GRAMMAR_HELP}')
+    return UnsupportedInstructionError(f'classic editor does not understand "{_quote(what)}": {GRAMMAR_HELP}')
 
 
 # -- normalisation --------------------------------------------------------------------------------------------
@@ -101,7 +111,8 @@ def normalise(text: str) -> str:
     t = text.lower().replace("’", "'")
     for pattern, repl in _PHRASES:
         t = re.sub(pattern, repl, t)
-    return re.sub(r"[^a-z0-9@,;&\s]", " ", t)
+    # Letters of any script stay, so an error quotes "ünïcödé", not "n c d"; symbols and markup go.
+    return re.sub(r"[^\w@,;&\s]|_", " ", t)
 
 
 def _pretty(tokens: list[str]) -> str:
@@ -197,7 +208,7 @@ def _parse_geometry(tokens: list[str]) -> PhotoOp:
     if numbers or "ninety" in words:
         if len(numbers) > 1 or (numbers and numbers[0] not in ("90", "180", "270")):
             raise UnsupportedInstructionError(
-                f'classic editor rotates only by 90, 180 or 270 degrees, not "{_pretty(tokens)}"')
+                f'classic editor rotates only by 90, 180 or 270 degrees, not "{_quote(_pretty(tokens))}"')
         angle = int(numbers[0]) if numbers else 90
     ccw = bool(words & {"counterclockwise", "ccw", "left"})
     cw = bool(words & {"clockwise", "cw", "right"})
@@ -276,7 +287,7 @@ def _group_op(g: _Group, tokens: list[str], previous: PhotoOp | None) -> PhotoOp
             # "increase the brightness and contrast": a bare noun takes the previous op's direction.
             if previous is None or not previous.graded:
                 raise UnsupportedInstructionError(
-                    f'classic editor cannot tell which way to change "{_pretty(tokens)}" (say more/less or '
+                    f'classic editor cannot tell which way to change "{_quote(_pretty(tokens))}" (say more/less or '
                     f"increase/decrease): {GRAMMAR_HELP}")
             return PhotoOp(op=g.op, direction=previous.direction,  # type: ignore[arg-type]
                            strength=g.strength or previous.strength)
@@ -302,7 +313,49 @@ def parse_photo_instruction(text: str) -> PhotoPlan:
             ops.append(_parse_geometry(tokens))
         else:
             ops.extend(_parse_graded(tokens, ops[-1] if ops else None))
-    return PhotoPlan(ops=ops, text=text)
+    ops, notes = _cap_strengths(ops)
+    if len(ops) > MAX_OPS:
+        raise UnsupportedInstructionError(
+            f"classic editor applies at most {MAX_OPS} edits in one instruction, not {len(ops)}: "
+            "split it into several instructions")
+    return PhotoPlan(ops=ops, text=text, notes=notes)
+
+
+def _cap_strengths(ops: list[PhotoOp]) -> tuple[list[PhotoOp], list[str]]:
+    """Stacked clauses of one graded op add up ("brighter and much brighter" is 3x), as the checker reads them.
+    A total past MAX_STRENGTH becomes one op at MAX_STRENGTH, where its first clause was, with a note saying
+    so; so do the repeats when there are too many clauses to apply one by one. Other plans are unchanged."""
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for op in ops:
+        if op.graded:
+            total[op.op] = total.get(op.op, 0.0) + op.direction * op.strength
+            count[op.op] = count.get(op.op, 0) + 1
+    merge = {k for k, v in total.items() if abs(v) > MAX_STRENGTH + 1e-9 or (len(ops) > MAX_OPS and count[k] > 1)}
+    if not merge:
+        return ops, []
+    out: list[PhotoOp] = []
+    notes: list[str] = []
+    for op in ops:
+        if op.op not in merge:
+            out.append(op)
+        elif op.op in total:  # the first clause of a merged kind stands for all of them
+            value = total.pop(op.op)
+            strength = min(abs(value), MAX_STRENGTH)
+            if strength > 1e-9:
+                out.append(PhotoOp(op=op.op, direction=1 if value > 0 else -1, strength=strength))
+            notes.append(_cap_note(op.op, count[op.op], value, strength))
+    return out, notes
+
+
+def _cap_note(name: str, clauses: int, value: float, strength: float) -> str:
+    said = f"{clauses} {name} clauses add up to {abs(value):g}x the plain strength"
+    if strength <= 1e-9:
+        return f"{said}: they cancel out"
+    op = render_op(PhotoOp(op=name, direction=1 if value > 0 else -1, strength=strength))  # type: ignore[arg-type]
+    if strength < abs(value):
+        return f'{said}: capped at {strength:g}x, the most the classic editor applies ("{op}")'
+    return f'{said}: applied as one edit ("{op}")'
 
 
 # -- rendering ------------------------------------------------------------------------------------------------
@@ -313,37 +366,54 @@ def strength_level(strength: float) -> float:
 
 
 _STRENGTH_WORDS = {0.25: "very slightly ", 0.5: "slightly ", 1.0: "", 2.0: "much ", 3.0: "dramatically "}
-_GRADED_TEXT = {
-    "brightness": ("make it {w}brighter", "make it {w}darker"),
-    "contrast": ("give it {w}more contrast", "give it {w}less contrast"),
-    "saturation": ("make it {w}more saturated", "make it {w}less saturated"),
-    "warmth": ("make it {w}warmer", "make it {w}cooler"),
-    "sharpness": ("make it {w}sharper", "make it {w}blurrier"),
+_STRENGTH_ADVERBS = {0.25: " very slightly", 0.5: " slightly", 1.0: "", 2.0: " a lot", 3.0: " dramatically"}
+# Phrasings per graded op, (more, less): the first is the canonical one; the others say the same thing in other
+# words, so a critic can ask again without repeating itself ({w} strength word before, {a} adverb after).
+_GRADED_TEXT: dict[str, tuple[tuple[str, str], ...]] = {
+    "brightness": (("make it {w}brighter", "make it {w}darker"), ("brighten it{a}", "darken it{a}"),
+                   ("increase the brightness{a}", "decrease the brightness{a}")),
+    "contrast": (("give it {w}more contrast", "give it {w}less contrast"),
+                 ("increase the contrast{a}", "decrease the contrast{a}"),
+                 ("boost the contrast{a}", "lower the contrast{a}")),
+    "saturation": (("make it {w}more saturated", "make it {w}less saturated"), ("saturate it{a}", "desaturate it{a}"),
+                   ("increase the saturation{a}", "decrease the saturation{a}")),
+    "warmth": (("make it {w}warmer", "make it {w}cooler"), ("warm it up{a}", "cool it down{a}"),
+               ("increase the warmth{a}", "decrease the warmth{a}")),
+    "sharpness": (("make it {w}sharper", "make it {w}blurrier"), ("sharpen it{a}", "blur it{a}"),
+                  ("increase the sharpness{a}", "decrease the sharpness{a}")),
 }
+_ABSOLUTE_TEXT = {
+    "grayscale": ("make it black and white", "make it grayscale", "remove the color"),
+    "sepia": ("make it sepia", "give it a sepia tone", "apply a sepia effect"),
+    "flip": ("flip it {axis}ly", "mirror it {axis}ly", "flip the image {axis}ly"),
+    "rotate": ("rotate it {angle}", "turn it {angle}", "rotate the image by {angle}"),
+    "recolor": ("make the {source} areas {target}", "turn the {source} areas {target}",
+                "change the {source} areas to {target}"),
+}
+STYLES = 3  # phrasings of every op; style k picks phrasing k
 
 
-def render_op(op: PhotoOp) -> str:
+def _angle_text(op: PhotoOp) -> str:
+    angle = int(op.params.get("angle", 90))
+    if angle == 180:
+        return "180 degrees"
+    if not op.params.get("explicit", False):
+        return f"{angle} degrees"
+    return "90 degrees " + ("clockwise" if angle == 90 else "counterclockwise")
+
+
+def render_op(op: PhotoOp, style: int = 0) -> str:
     """Instruction text for one op that ``parse_photo_instruction`` turns back into it (strength rounded to a
-    grammar level)."""
+    grammar level). ``style`` picks another phrasing of the same op (0 is the canonical one)."""
     if op.op in _GRADED_TEXT:
-        up, down = _GRADED_TEXT[op.op]
-        return (up if op.direction >= 0 else down).format(w=_STRENGTH_WORDS[strength_level(op.strength)])
-    if op.op == "grayscale":
-        return "make it black and white"
-    if op.op == "sepia":
-        return "make it sepia"
-    if op.op == "flip":
-        return f"flip it {op.params.get('axis', 'horizontal')}ly"
-    if op.op == "rotate":
-        angle = int(op.params.get("angle", 90))
-        if angle == 180:
-            return "rotate it 180 degrees"
-        if not op.params.get("explicit", False):
-            return f"rotate it {angle} degrees"
-        return "rotate it 90 degrees " + ("clockwise" if angle == 90 else "counterclockwise")
-    return f"make the {op.params['source']} areas {op.params['target']}"
+        up, down = _GRADED_TEXT[op.op][style % STYLES]
+        level = strength_level(op.strength)
+        return (up if op.direction >= 0 else down).format(w=_STRENGTH_WORDS[level], a=_STRENGTH_ADVERBS[level])
+    template = _ABSOLUTE_TEXT[op.op][style % STYLES]
+    return template.format(axis=op.params.get("axis", "horizontal"), angle=_angle_text(op) if op.op == "rotate"
+                           else "", source=op.params.get("source", ""), target=op.params.get("target", ""))
 
 
-def render_plan(ops: list[PhotoOp] | PhotoPlan) -> str:
+def render_plan(ops: list[PhotoOp] | PhotoPlan, style: int = 0) -> str:
     items = ops.ops if isinstance(ops, PhotoPlan) else ops
-    return " and ".join(render_op(op) for op in items)
+    return " and ".join(render_op(op, style) for op in items)

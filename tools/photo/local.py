@@ -179,10 +179,10 @@ def _where(cy: float, cx: float) -> str:
 def find_local_changes(src: np.ndarray, edt: np.ndarray, plan: PhotoPlan, blur: float = 0.0,
                        sharpen: float = 0.0) -> LocalChanges:
     """Connected areas where ``edt`` (aligned, same size as ``src``) is not the global edit of ``src``."""
-    big = M.fit_size(*src.shape[:2], 1024)  # the blur/sharpen model runs near full resolution, scaled
-    scale = big[0] / src.shape[0]
+    big = M.work_size(*src.shape[:2], 1024)  # the blur/sharpen model runs near full resolution, scaled
+    scale = math.sqrt(big[0] * big[1] / (src.shape[0] * src.shape[1]))
     model = _spatial(M.resize(src, *big), blur * scale, sharpen)
-    h, w = M.fit_size(*src.shape[:2], WORK_SIDE)
+    h, w = M.work_size(*src.shape[:2], WORK_SIDE)
     if h * w < 256:
         return LocalChanges()
     s, e = M.resize(model, h, w), M.resize(edt, h, w)

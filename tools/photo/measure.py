@@ -19,7 +19,8 @@ from .ops import geometry, luma
 
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2
 FIT_SIDE = 256  # blur/sharpen fits run on a central crop of about this size: detail must stay full-resolution
-GEO_SIDE = 48   # rotations/flips are compared at about this size
+GEO_SIDE = 48   # rotations/flips are compared at about this size (a panorama's short side keeps >= 12 px)
+ASPECT_TOL = 0.03  # log aspect-ratio change an editor's resize may make on top of rounding to whole pixels
 # Another transform is reported only when it beats every accepted one by this margin and the accepted ones fit
 # poorly: correct edits keep their own transform >= 0.4 ahead of the rest.
 GEO_MARGIN, GEO_GOOD = 0.08, 0.85
@@ -32,6 +33,7 @@ DIHEDRAL = {
     "transpose": lambda a: np.swapaxes(a, 0, 1),
     "anti-transpose": lambda a: np.rot90(a, 2, axes=(0, 1)).swapaxes(0, 1),
 }
+SWAPS_SIDES = {"rotate 90 clockwise", "rotate 90 counterclockwise", "transpose", "anti-transpose"}
 _PROBE = np.arange(6).reshape(2, 3)
 
 
@@ -72,6 +74,16 @@ def fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def work_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """A working size: ``fit_size`` for ordinary frames; for a panorama or a strip, larger, so its short side
+    keeps at least side / 4 pixels instead of rounding away (the long side then at most 8 * side). Never
+    upscaled, and symmetric in h and w, so a rotated image gets the transposed size."""
+    scale = min(1.0, side / max(h, w))
+    if min(h, w) * scale < side / 4:
+        scale = min(1.0, side / 4 / min(h, w), 8 * side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
     den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
@@ -80,69 +92,137 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum()) / den
 
 
-def structure_features(y: np.ndarray, side: int = GEO_SIDE) -> np.ndarray:
-    """Local structure of a 2-D image at about ``side`` px: high-pass, divided by the local contrast.
+def structure_features(y: np.ndarray) -> np.ndarray:
+    """Local structure of a 2-D image at about GEO_SIDE px (``work_size``): high-pass, divided by the local contrast.
 
     Dividing by the local contrast makes it blind to tone changes, even local ones (a darkened half keeps
     its structure), so only where things are, not how bright they are, decides a rotation or flip."""
-    h, w = fit_size(*y.shape, side)
-    t = resize(y, h, w).astype(np.float64)
+    t = resize(y, *work_size(*y.shape, GEO_SIDE)).astype(np.float64)
     hp = t - gaussian_filter(t, 2.0, mode="nearest")
     local = np.sqrt(gaussian_filter(hp * hp, 2.0, mode="nearest"))
     return hp / (local + 0.25 * float(np.median(local)) + 1e-4)  # the floor keeps flat areas from noise blow-up
 
 
-def geometry_scores(src: np.ndarray, edt: np.ndarray) -> dict[str, float]:
+def frame_of(shape: tuple[int, ...], name: str) -> tuple[int, int]:
+    """(height, width) of an image of ``shape`` after the dihedral transform ``name``."""
+    h, w = shape[:2]
+    return (w, h) if name in SWAPS_SIDES else (h, w)
+
+
+def aspect_excess(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """How much two frames' aspect ratios differ (log), beyond the tolerance and what rounding each side to
+    whole pixels explains: an editor's resize is allowed, a stretch, crop or pad is not."""
+    slack = 0.5 * (1 / a[0] + 1 / a[1] + 1 / b[0] + 1 / b[1])
+    return max(0.0, abs(math.log(a[0] / a[1]) - math.log(b[0] / b[1])) - slack - ASPECT_TOL)
+
+
+def fitting_transforms(src_shape: tuple[int, ...], edt_shape: tuple[int, ...]) -> tuple[list[str], float]:
+    """The transforms whose frame the edited image can be in, and the aspect excess when none fits.
+
+    The exact size when the editor kept it; else the aspect ratio (a resize); else every transform, since the
+    edited frame was stretched, cropped or padded and only the content can tell the orientation."""
+    edt = (edt_shape[0], edt_shape[1])
+    exact = [n for n in DIHEDRAL if frame_of(src_shape, n) == edt]
+    if exact:
+        return exact, 0.0
+    excess = {n: aspect_excess(frame_of(src_shape, n), edt) for n in DIHEDRAL}
+    close = [n for n, x in excess.items() if x == 0.0]
+    return (close, 0.0) if close else (list(DIHEDRAL), min(excess.values()))
+
+
+@dataclass
+class GeometryFit:
+    """How well the edited image matches each fitting transform of the source (``scores``), and how much each
+    transform looks like an accepted one on the source itself (``alike``: 1 = indistinguishable)."""
+
+    scores: dict[str, float]
+    alike: dict[str, float]
+    aspect_excess: float = 0.0
+
+
+def geometry_fit(src: np.ndarray, edt: np.ndarray, accepted: set[str]) -> GeometryFit:
     """Normalised correlation of the edited image's local structure with each rotation/flip of the source's.
 
     Per transform, the better of luma and HSV value: a recolouring keeps value but can reshape luma (red to
     green brightens), black and white keeps luma but not value."""
+    names, excess = fitting_transforms(src.shape, edt.shape)
     scores: dict[str, float] = {}
+    alike: dict[str, float] = {}
     for channel in (luma, lambda x: x.max(axis=-1)):
-        ys, ye = channel(src), channel(edt)
-        fe = structure_features(ye)
+        fe = structure_features(channel(edt))
         # The features are made of isotropic filters, so they commute with rotations and flips: compute them
         # once for the source and transform the result.
-        fs = structure_features(resize(ys, *fit_size(*ys.shape, 4 * GEO_SIDE))).astype(np.float32)
-        for name, fn in DIHEDRAL.items():
-            cand = np.ascontiguousarray(fn(fs))
-            if abs(math.log(cand.shape[0] / cand.shape[1]) - math.log(ye.shape[0] / ye.shape[1])) > 0.03:
-                continue
-            score = _ncc(resize(cand, *fe.shape), fe)
-            scores[name] = max(score, scores.get(name, -1.0))
-    return scores
+        fs = structure_features(channel(src)).astype(np.float32)
+        cands = {n: resize(np.ascontiguousarray(DIHEDRAL[n](fs)), *fe.shape) for n in names}
+        for n, cand in cands.items():
+            scores[n] = max(_ncc(cand, fe), scores.get(n, -1.0))
+            same = [_ncc(cand, cands[a]) for a in accepted if a in cands]
+            alike[n] = max(same + [alike.get(n, -1.0)])
+    return GeometryFit(scores=scores, alike=alike, aspect_excess=excess)
 
 
 @dataclass
 class Aligned:
-    """The source put in the edited image's frame (expected geometry applied), at a common size."""
+    """The source put in the edited image's frame (expected geometry applied), at a common size.
+
+    ``decidable`` is False when the source is too small or too uniform (or symmetric) for its content to
+    tell any fitting wrong transform from the accepted ones, or the one that fits as well; then ``detected``
+    is the accepted one."""
 
     src: np.ndarray
     edt: np.ndarray
     expected: str
-    detected: str | None
+    detected: str
     scores: dict[str, float] = field(default_factory=dict)
     resized: bool = False
+    decidable: bool = True
+    aspect_excess: float = 0.0
+    source_size: tuple[int, int] = (0, 0)  # (height, width) as given, before alignment
+    edited_size: tuple[int, int] = (0, 0)
+
+
+def _decidable(fit: GeometryFit, accepted: set[str]) -> bool:
+    """Can the content tell a wrong transform from an accepted one? Trivially yes when the frame rules every
+    wrong one out, or rules every accepted one out (then the shape itself shows the error)."""
+    wrong = [n for n in fit.scores if n not in accepted]
+    if not wrong or not accepted & set(fit.scores):
+        return True
+    return any(fit.alike[n] < GEO_GOOD for n in wrong)
+
+
+def _rivalled(fit: GeometryFit, accepted: set[str], chosen: str, src: np.ndarray) -> bool:
+    """Does a wrong transform fit the edited image about as well as the ``chosen`` accepted one while looking
+    like an accepted one on the source (a few-pixel or symmetric source)? Then the content cannot tell which
+    of the two was made, whatever other wrong transforms it could tell apart. A transform that gives the very
+    same pixels as an accepted one (a 1 px row flipped upside down) is not wrong."""
+    rivals = [n for n in fit.scores if n not in accepted and fit.alike[n] >= GEO_GOOD
+              and fit.scores[n] >= fit.scores[chosen] - GEO_MARGIN]
+    return any(not any(np.array_equal(DIHEDRAL[n](src), DIHEDRAL[a](src)) for a in accepted) for n in rivals)
 
 
 def align(src: np.ndarray, edt: np.ndarray, geo_ops: list[PhotoOp]) -> Aligned:
     expected_set = accepted_transforms(geo_ops)
-    scores = geometry_scores(src, edt)
-    detected = max(scores, key=lambda k: scores[k]) if scores else None
+    fit = geometry_fit(src, edt, expected_set)
+    scores = fit.scores
+    detected = max(scores, key=lambda k: (scores[k], k in expected_set))
+    decidable = _decidable(fit, expected_set)
     # Prefer an accepted transform unless another one fits clearly better (symmetric images are ambiguous).
-    ok = sorted((n for n in expected_set if n in scores and detected
-                 and (scores[n] >= scores[detected] - GEO_MARGIN or scores[n] >= GEO_GOOD)),
+    ok = sorted((n for n in expected_set if n in scores
+                 and (not decidable or scores[n] >= scores[detected] - GEO_MARGIN or scores[n] >= GEO_GOOD)),
                 key=lambda n: (-scores[n], n))
     expected = ok[0] if ok else sorted(expected_set)[0]
     if ok:
         detected = expected
+        decidable = decidable and not _rivalled(fit, expected_set, expected, src)
     # Measure the other edits in the frame the image is actually in, so a wrong rotation is one finding,
     # not a cascade of misaligned ones.
-    target = np.ascontiguousarray(DIHEDRAL[detected or expected](src))
+    target = np.ascontiguousarray(DIHEDRAL[detected](src))
     resized = target.shape != edt.shape
+    sizes = {"source_size": (src.shape[0], src.shape[1]), "edited_size": (edt.shape[0], edt.shape[1])}
     if resized:
         edt = resize(edt, target.shape[0], target.shape[1])
-    return Aligned(src=target, edt=edt, expected=expected, detected=detected, scores=scores, resized=resized)
+    return Aligned(src=target, edt=edt, expected=expected, detected=detected, scores=scores, resized=resized,
+                   decidable=decidable, aspect_excess=fit.aspect_excess, **sizes)
 
 
 # -- SSIM -----------------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class Ctx:
     hsv_e: tuple[np.ndarray, np.ndarray, np.ndarray]
     keep: np.ndarray
     sigma0: float
+    steady: np.ndarray  # where unasked properties must hold (drifts): outside recolourings and mixed edges
     fit_ssim: float | None = None
 
     def finding(self, kind: str, message: str, severity: float, data: dict[str, Any]) -> Finding:
@@ -96,6 +97,7 @@ class Scored:
     requested: float | None = None
     findings: list[Finding] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # replaces the summary, e.g. when the op could not be told either way
 
     def fail(self, kind: str, score: float, message: str, ctx: Ctx, *, suggest: str | None = None,
              extra: dict[str, Any] | None = None, severity: float = 1.0) -> Scored:
@@ -113,6 +115,8 @@ class Scored:
         return out
 
     def summary(self) -> str:
+        if self.note is not None:
+            return self.note
         if self.requested is not None and isinstance(self.measured, float):
             return (f"{_DIRECTION_WORDS[self.op.op][0 if self.op.direction > 0 else 1]} at "
                     f"{self.measured / self.requested:.2f}x the requested strength")
@@ -216,6 +220,11 @@ def _recolor(ctx: Ctx, op: PhotoOp) -> Scored:
 
 
 def _geometry(ctx: Ctx, op: PhotoOp) -> Scored:
+    if not ctx.al.decidable:  # nothing to penalise: every transform that fits looks the same on this source
+        h, w = ctx.al.source_size
+        note = (f"{op.op}: cannot tell on this {w}x{h} px source (too small, too uniform or symmetric), "
+                "so not penalised")
+        return Scored(op, measured="cannot tell", metric="transform", score=10.0, note=note)
     res = Scored(op, measured=str(ctx.al.detected), metric="transform", score=10.0)
     if ctx.al.detected != ctx.al.expected:
         res.score = 0.0
