@@ -240,6 +240,8 @@ class _Loop:
             await self.finish_round(last)  # the round's record changed: it now carries its critique
             if critique is None:
                 return StopReason.critic_failed
+            if critique.gave_up:
+                return StopReason.critic_gave_up
             if critique.satisfied:
                 return StopReason.critic_satisfied
             base: Base = self.policy.force_base or critique.base

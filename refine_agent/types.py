@@ -189,7 +189,10 @@ class CritiqueRequest(_Request):
 
 
 class Critique(BaseModel):
-    """A critic's answer: is the edit good enough, why, and what to do next (instruction + base image)."""
+    """A critic's answer: is the edit good enough, why, and what to do next (instruction + base image).
+
+    ``gave_up``: the edit is not good enough, but the critic has nothing new to ask (every fix it knows was
+    tried); it has no instruction, and the loop stops with ``critic_gave_up``, not ``critic_satisfied``."""
 
     satisfied: bool
     analysis: str = ""
@@ -197,11 +200,14 @@ class Critique(BaseModel):
     base: Base = "current"
     usage: Usage = Field(default_factory=Usage)
     info: dict[str, Any] = Field(default_factory=dict)
+    gave_up: bool = False
 
     @model_validator(mode="after")
     def _needs_instruction(self) -> Critique:
-        if not self.satisfied and not (self.instruction and self.instruction.strip()):
-            raise ValueError("an unsatisfied critique needs a re-edit instruction")
+        if self.gave_up and (self.satisfied or self.instruction):
+            raise ValueError("a critique that gives up is not satisfied and has no re-edit instruction")
+        if not self.satisfied and not self.gave_up and not (self.instruction and self.instruction.strip()):
+            raise ValueError("an unsatisfied critique needs a re-edit instruction (or gave_up)")
         return self
 
 
@@ -297,6 +303,7 @@ class StopReason(str, Enum):
     passed = "passed"
     threshold = "threshold"
     critic_satisfied = "critic_satisfied"
+    critic_gave_up = "critic_gave_up"  # not satisfied, but the critic had nothing new to ask
     patience = "patience"
     max_rounds = "max_rounds"
     max_tool_calls = "max_tool_calls"

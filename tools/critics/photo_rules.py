@@ -6,26 +6,31 @@
   cannot be undone, so restart from the *source* with the original instruction, strengths rescaled by what
   was measured;
 - a local change outside the requested edit (a patch, a region changed alone): the grammar cannot paint it
-  out, so restart from the *source* with the same request; a fresh edit is a new sample, so repeating the
-  request is allowed once before it is varied;
+  out, so restart from the *source* with the same request; if that request already failed, ask for it in the
+  grammar's other words (a new sample) before varying its strength;
 - the latest round scored worse than an earlier one: go back to the *best* round and act on its findings.
 
 History keeps it from repeating what did not help: an adjustment that made no progress is escalated once, then
-abandoned for a restart; a restart or adjustment already tried from the same base is varied.
+abandoned for a restart. An instruction that already failed from the same kind of base is never issued again
+unchanged (``novelty``): an adjustment that is needed again is made stronger, a restart is varied in strength
+or words, and when every variation was tried the critic gives up (``critic_gave_up``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round, Verdict
 from tools.photo.grammar import PhotoOp, PhotoPlan, parse_photo_instruction, render_plan, strength_level
 
+from .novelty import first_new, normal, photo_rewordings, used
+
 PRIORITY = {"geometry": 0, "wrong_direction": 1, "local_change": 2, "clipping": 3, "artifact": 4, "not_applied": 5,
             "too_strong": 6, "too_weak": 7, "side_effect": 8}
 _RESTART_KINDS = {"geometry", "wrong_direction", "local_change", "clipping", "artifact"}
-_RESAMPLES = 2       # a restart against a local change may repeat the request until it was made this many times
 _WORSE_BY = 0.25     # a round this much below the best counts as worse
 _PROGRESS = 0.25     # an adjustment that moved the measurement by less than this fraction of its size stalled
 
@@ -156,12 +161,6 @@ def _round_verdict(rounds: list[Round], index: int | None) -> Verdict | None:
     return next((r.verdict for r in rounds if r.index == index), None)
 
 
-def _tried(rounds: list[Round], base: str, base_round: int | None = None) -> set[str]:
-    norm = {r.instruction.strip().lower() for r in rounds
-            if r.base == base and (base_round is None or r.base_round == base_round)}
-    return norm
-
-
 def critique_photo(req: CritiqueRequest) -> Critique:
     """Decide whether the photo edit is done and, if not, the next instruction and base image."""
     v = req.verdict
@@ -179,24 +178,51 @@ def critique_photo(req: CritiqueRequest) -> Critique:
         action, suggested = _act(findings, req.instruction)
         if action.base == "current" and latest is not None:
             action = _check_progress(action, suggested, latest, rounds, v, findings, req.instruction)
-    if (action.base == "source" and action.instruction.strip().lower() in _tried(rounds, "source")
-            and not _resample(findings[0], action.instruction, rounds)):
-        # This restart was already made; vary its strength rather than repeat it.
-        gentler = any(f.kind in ("too_strong", "clipping", "artifact") for f in findings)
-        alt = _restart(findings, req.instruction, extra=0.5 if gentler else 2.0)
-        if alt.strip().lower() not in _tried(rounds, "source"):
-            action = Action("source", alt, action.why + " (varied: the same restart was tried)")
-    return Critique(satisfied=False, analysis=action.why, instruction=action.instruction, base=action.base,
-                    info={"finding": findings[0].kind, "findings": [f.kind for f in findings]})
+    info = {"finding": findings[0].kind, "findings": [f.kind for f in findings]}
+    fresh = _unrepeated(action, findings, req.history, req.instruction)
+    if fresh is None:
+        return Critique(satisfied=False, gave_up=True, info=info, analysis=f"{action.why.split(';')[0]}; every fix "
+                        "the rules know was tried already, so it gives up rather than repeat a failed instruction")
+    return Critique(satisfied=False, analysis=fresh.why, instruction=fresh.instruction, base=fresh.base, info=info)
 
 
-def _resample(first: Finding, instruction: str, rounds: list[Round]) -> bool:
-    """A local change is the editor's accident, not the request's fault: the same request again (a new seed) is
-    a fair fix, a few times."""
-    plan = _parse(instruction)
-    made = sum(1 for r in rounds if r.base == "source" and plan is not None
-               and (p := _parse(r.instruction)) is not None and p.ops == plan.ops)
-    return first.kind == "local_change" and made < _RESAMPLES
+def _unrepeated(action: Action, findings: list[Finding], history: list[Round], instruction: str) -> Action | None:
+    """``action``, or when it already failed as it is, the first escalation not yet tried (None: all were)."""
+    return first_new(chain([action], _escalations(action, findings, instruction)), history,
+                     lambda a: (a.instruction, a.base))
+
+
+def _escalations(action: Action, findings: list[Finding], instruction: str) -> Iterator[Action]:
+    """What to do instead of repeating ``action``, in order of preference."""
+    why = action.why.split(";")[0]
+    plan = _parse(action.instruction)
+    if action.base != "source" and plan is not None:
+        # The same correction is needed again, so the last one fell short (the editor under-applies): step harder.
+        for factor in (2.0, 4.0):
+            yield Action(action.base, render_plan(_stronger(plan.ops, factor)),
+                         f"{why}; the same adjustment fell short before, so it is stronger now")
+    restart = _restart(findings, instruction)
+    gentler = any(f.kind in ("too_strong", "clipping", "artifact") for f in findings)
+    varied = [_restart(findings, instruction, extra=e) for e in ((0.5, 2.0) if gentler else (2.0, 0.5))]
+    # A local change is the editor's accident, not the request's: ask for the same edit in other words (a new
+    # sample) before changing its strength. Otherwise vary the strength first.
+    texts = [restart] + (_reworded(restart) + varied if findings[0].kind == "local_change" else
+                         varied + _reworded(restart))
+    texts += [t for v in varied for t in _reworded(v)]
+    for text in dict.fromkeys(texts):
+        yield Action("source", text, f"{why}; restarting from the source" + ("" if text == restart else
+                                                                              " (varied: that restart was tried)"))
+
+
+def _stronger(ops: list[PhotoOp], factor: float) -> list[PhotoOp]:
+    return [op.model_copy(update={"strength": strength_level(min(3.0, op.strength * factor))}) if op.graded else op
+            for op in ops]
+
+
+def _reworded(text: str) -> list[str]:
+    """The same plan in the grammar's other phrasings."""
+    plan = _parse(text)
+    return photo_rewordings(plan)[1:] if plan is not None else []
 
 
 def _from_best(best: Round, rounds: list[Round], instruction: str) -> Action:
@@ -205,13 +231,13 @@ def _from_best(best: Round, rounds: list[Round], instruction: str) -> Action:
     why = f"round {best.index} scored better than the latest; " + action.why
     if action.base == "source":
         return Action("source", action.instruction, why)
-    tried = _tried(rounds, "best", best.index) | _tried(rounds, "current", best.index)
+    tried = used(rounds, "best", best.index) | used(rounds, "current", best.index)
     text = action.instruction
-    if text.strip().lower() in tried:  # that adjustment made things worse: try a smaller step
+    if normal(text) in tried:  # that adjustment made things worse: try a smaller step
         smaller = [op.model_copy(update={"strength": strength_level(op.strength / 2)}) if op.graded else op
                    for op in suggested]
         text = render_plan(smaller)
-        if text.strip().lower() in tried:
+        if normal(text) in tried:
             return Action("source", _restart(_actionable(best.verdict), instruction), why + "; restarting instead")
         why += " with a smaller step"
     return Action("best", text, why)

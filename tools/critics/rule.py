@@ -1,7 +1,8 @@
 """``rule``: a deterministic critic that reads the ``verify`` judge's findings and writes one re-edit
 instruction and a base (current, source or best). Scene findings go to the scene rules, photo findings
-to the photo rules. With a judge that gives no findings it falls back to restating the instruction from
-the source, which is the resampling baseline."""
+to the photo rules. With a judge that gives no findings it falls back to asking again from the source, in
+other words each time, within the instruction's grammar: it never repeats an instruction that already failed
+unchanged, and gives up (``critic_gave_up``) when it has nothing new to ask (``novelty``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import ClassVar
 
 from refine_agent.types import Critique, CritiqueRequest
 from tools.simulation import SimOptions, SimulatedTool
+
+from .novelty import retry_from_source
 
 
 class RuleCritic(SimulatedTool):
@@ -34,5 +37,4 @@ class RuleCritic(SimulatedTool):
             return critique_photo(req)
         if req.verdict.passed:
             return Critique(satisfied=True, analysis="The judge passes the edit.")
-        return Critique(satisfied=False, instruction=req.instruction, base="source",
-                        analysis="The judge gave no findings to act on; sampling the edit again from the source.")
+        return retry_from_source(req, "The judge gave no findings to act on")

@@ -6,6 +6,8 @@
   top-left area green", "remove the stray marks near the center").
 - Several problems, or a fix that did not work last time: restart from the source.
 - The latest round is worse than an earlier one: work from the best round instead.
+- A restart that already failed is never made again as it was: it asks with every emphasis, then in the
+  grammar's other phrasings; when all were tried, the critic gives up (``critic_gave_up``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from tools.synthetic.language import (
     render_instruction,
     resolve,
 )
+
+from .novelty import first_new, normal, retry_from_source, scene_rewordings, used
 
 TARGET_KINDS = {"target_unchanged", "partial_edit", "wrong_edit", "wrong_object", "missing_object",
                 "wrong_location", "wrong_attributes", "canvas_changed"}
@@ -114,8 +118,7 @@ def critique_scene(req: CritiqueRequest) -> Critique:
     try:
         task = parse_scene_instruction(req.instruction)
     except ParseError:
-        return Critique(satisfied=False, analysis="The instruction is not in the scene grammar; trying again.",
-                        instruction=req.instruction, base="source")
+        return retry_from_source(req, "The instruction is not in the scene grammar")
     history = list(req.history)
     working, base = _working_round(history)
     findings = working.verdict.findings if working.verdict is not None else req.verdict.findings
@@ -125,7 +128,14 @@ def critique_scene(req: CritiqueRequest) -> Critique:
 
     def restart(why: str) -> Critique:
         specific = _specific(task, req, findings, history)
-        return Critique(satisfied=False, analysis=why, instruction=render_instruction(specific), base="source")
+        pick = first_new(((text, "source") for text in scene_rewordings(specific)), history)
+        if pick is None:
+            return Critique(satisfied=False, gave_up=True, analysis=f"{why} But every restart the rules know was "
+                                                                    "tried; giving up rather than repeating a "
+                                                                    "failed instruction.")
+        if normal(pick[0]) != normal(render_instruction(specific)):
+            why += " The same restart failed before, so it asks with more care, in other words."
+        return Critique(satisfied=False, analysis=why, instruction=pick[0], base="source")
 
     problems = [f for f in findings if f.kind in SIDE_KINDS | RESTART_KINDS | {"artifacts"}]
     if kinds & TARGET_KINDS:
@@ -142,11 +152,8 @@ def critique_scene(req: CritiqueRequest) -> Critique:
     if fix is None:
         return restart(f"{problem.message}; restarting from the source.")
     instruction = render_instruction(fix)
-    if _tried_before(instruction, history):
+    if normal(instruction) in used(history):
         return restart(f"{problem.message}, and the same fix did not work before; restarting from the source.")
     return Critique(satisfied=False, analysis=f"The main edit is right but {problem.message}; fixing that.",
                     instruction=instruction, base=base)
 
-
-def _tried_before(instruction: str, history: Sequence[Round]) -> bool:
-    return any(r.instruction == instruction for r in history)

@@ -217,6 +217,11 @@ _STYLES: dict[str, list[str]] = {
 }
 
 
+def phrasings(category: str) -> int:
+    """How many phrasings ``render_instruction`` has for a category (its ``style`` cycles through them)."""
+    return len(_STYLES[category])
+
+
 def render_instruction(instr: SceneInstruction, style: int = 0) -> str:
     """Text for ``instr``; ``style`` picks one of several phrasings (0 is the canonical one)."""
     options = _STYLES[instr.category]
