@@ -15,10 +15,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .budget import Budget
-from .errors import ConfigError, validation_message
+from .errors import ConfigError, parse_failure, validation_message
 from .images import DEFAULT_MAX_PIXELS
 from .loop import LoopPolicy
 from .runtime import RuntimeConfig
+from .textio import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +41,9 @@ class ToolSpec(BaseModel):
         return {"spec": value} if isinstance(value, str) else value
 
 
+SEED_MAX = 2**63 - 1  # every seed, from any flag or file, is an integer in [0, SEED_MAX]
+
+
 class RunConfig(BaseModel):
     """Everything that decides what a run does. Written in full to every output directory."""
 
@@ -54,16 +58,26 @@ class RunConfig(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     policy: LoopPolicy = Field(default_factory=LoopPolicy)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX, description="run seed; every random choice derives from it")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="largest image accepted")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML (.yaml/.yml), TOML (.toml) or JSON file into a dict, with one-line errors."""
+    """Parse a YAML (.yaml/.yml), TOML (.toml) or JSON file into a dict, with one-line errors.
+
+    The text is UTF-8; a byte-order mark (as Windows editors write) is dropped, and also picks UTF-16/32.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
-    text = p.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = read_text(p)
+    except UnicodeDecodeError as exc:
+        # Replacing bad bytes would change values (a key, a path) without a word; say where instead.
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as "
+                          "UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
     suffix = p.suffix.lower()
     try:
         if suffix == ".toml":
@@ -83,6 +97,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid YAML{line}: {problem}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits, nesting too deep
+        raise ConfigError(f"config file {p} cannot be read: {parse_failure(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -152,7 +168,7 @@ def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
             raise ConfigError(f"bad {what} '{item}': use key=value, e.g. skill=0.8")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):  # not a YAML scalar: the text as given
             value = raw
         out[key] = value
     return out

@@ -2,6 +2,8 @@
 
 Loaders read local files only and never download. A bad row becomes a ``SampleError`` and the other rows go
 on; a dataset that cannot be read at all (a missing path, an unknown kind or option) is a ``DatasetError``.
+Text files may start with a byte-order mark. Image paths in a dataset's files may be absolute or lead out of
+its folder; every loader that reads such paths takes option ``confine=true`` to make those rows errors.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ Columns used: ``key`` (the id; EvalScope's offline files use the same id), ``tas
 and ``input_image`` (a Hugging Face Image struct ``{bytes, path}``; ``input_image_raw`` is used only when
 ``input_image`` is empty). ``Intersection_exist``, when present, goes to ``extra["intersection"]`` (GEdit
 reports an intersection subset). The official score averages each task type first, then the 11 means.
+A row whose language is neither ``en`` nor ``cn`` is an error record, not dropped.
+
+Option ``confine=true`` turns a row whose image path (symlinks and ``..`` followed) leads outside the
+dataset's folder into an error; without it such paths are read, and reports embed those images.
 """
 
 from __future__ import annotations
@@ -18,7 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from .base import Dataset, ImageRef, Sample, SampleError, require_path
-from .rows import Row, RowError, capped, check_options, choice, get_id, get_str, image_ref, limited, samples_from_rows
+from .rows import (
+    CONFINE_OPTION,
+    Row,
+    RowError,
+    capped,
+    check_options,
+    choice,
+    confine_root,
+    get_id,
+    get_str,
+    image_ref,
+    limited,
+    samples_from_rows,
+)
 from .tables import column_values, iter_rows, require_columns, table_files
 
 KIND = "gedit"
@@ -27,7 +44,7 @@ EXPECTED = ("GEdit-Bench as a local Hugging Face dataset (save_to_disk folder wi
 TASK_TYPES = ["background_change", "color_alter", "material_alter", "motion_change", "ps_human", "style_change",
               "subject-add", "subject-remove", "subject-replace", "text_change", "tone_transfer"]
 LANGUAGES = ("en", "cn")
-OPTIONS = {"language": "instruction language: en (default) or cn"}
+OPTIONS = {"language": "instruction language: en (default) or cn", **CONFINE_OPTION}
 COLUMNS = ["key", "task_type", "instruction", "instruction_language", "input_image", "input_image_raw",
            "Intersection_exist"]
 
@@ -40,16 +57,17 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
     files = table_files(root, what=what, expected=EXPECTED)
     require_columns(files, ["key", "instruction", "input_image"], what, EXPECTED)
     langs = column_values(files, "instruction_language", what)
-    size = sum(1 for v in langs if _lang(v) == language)
+    size = sum(1 for v in langs if _kept(v, language))
     base = root if root.is_dir() else root.parent
+    confine = confine_root(KIND, opts, base)
 
     def rows() -> Iterator[tuple[int, Row]]:
         for index, (_, row) in enumerate(iter_rows(files, what, COLUMNS)):
-            if _lang(row.get("instruction_language")) == language:
+            if _kept(row.get("instruction_language"), language):
                 yield index, row
 
     def make(index: int, row: Row) -> Sample:
-        return _sample(index, row, base, language)
+        return _sample(index, row, base, language, confine)
 
     samples: Iterator[Sample | SampleError] = samples_from_rows(rows(), make, lambda i, r: get_id(r, "key"))
     return Dataset(spec=f"{KIND}:{path}", rows=limited(samples, limit), size=capped(size, limit),
@@ -64,12 +82,20 @@ def _lang(value: Any) -> str:
     return "cn" if text == "zh" else text
 
 
-def _sample(index: int, row: Row, base: Path, language: str) -> Sample:
+def _kept(value: Any, language: str) -> bool:
+    # A row in an unknown language is kept so that it becomes an error record instead of vanishing.
+    lang = _lang(value)
+    return lang == language or lang not in LANGUAGES
+
+
+def _sample(index: int, row: Row, base: Path, language: str, confine: Path | None = None) -> Sample:
     sid = get_id(row, "key")
     if sid is None:
         raise RowError("missing field 'key'")
+    if _lang(row.get("instruction_language")) not in LANGUAGES:
+        raise RowError(f"field 'instruction_language' should be en or cn, got {row.get('instruction_language')!r}")
     image = row.get("input_image") or row.get("input_image_raw")
-    source: ImageRef = image_ref(image, [base], f"{sid} input_image")
+    source: ImageRef = image_ref(image, [base], f"{sid} input_image", confine)
     extra: dict[str, Any] = {"language": language}
     if row.get("Intersection_exist") is not None:
         extra["intersection"] = bool(row["Intersection_exist"])

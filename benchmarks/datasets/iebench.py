@@ -11,6 +11,9 @@ Option ``split`` picks ``test`` (default, what IE-Critic-R1 reports), ``train`` 
 split name are all read. ``category`` is taken from a ``category`` field when present. ``id`` is the row's
 ``id`` if any, else ``iebench-<split>-NNNNN`` from the row's position in its split. The prompt column
 ``problem`` is not used. Correlate judge scores with ``extra["mos"]`` (PLCC/SRCC).
+
+Option ``confine=true`` turns a row whose image path (symlinks and ``..`` followed) leads outside the
+dataset's folder into an error; without it such paths are read, and reports embed those images.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from typing import Any
 
 from .base import Dataset, ImageRef, Sample, require_path
 from .rows import (
+    CONFINE_OPTION,
     Row,
     RowError,
     capped,
     check_options,
     choice,
+    confine_root,
     describe_type,
     get_id,
     get_str,
@@ -39,7 +44,7 @@ from .sources import open_records
 KIND = "iebench"
 EXPECTED = ("IE-Bench-4k as a local Hugging Face dataset (parquet or save_to_disk arrow) or a JSON/JSONL file, "
             "with images [source, edited], edit_inst and answer (MOS)")
-OPTIONS = {"split": "test (default), train or all"}
+OPTIONS = {"split": "test (default), train or all", **CONFINE_OPTION}
 COLUMNS = ["id", "images", "edit_inst", "answer", "category"]
 
 
@@ -50,6 +55,7 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
     what = f"{KIND} ({root})"
     rec = open_records(root, what, EXPECTED, cols=COLUMNS, required=("images", "edit_inst", "answer"),
                        split=None if split == "all" else split)
+    confine = confine_root(KIND, opts, rec.base)
 
     def rows() -> Iterator[tuple[int, Row | RowError]]:
         counters: dict[str | None, int] = {}
@@ -60,7 +66,7 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
             yield index, row
 
     def make(index: int, row: Row) -> Sample:
-        return _sample(row, rec.base)
+        return _sample(row, rec.base, confine)
 
     samples = samples_from_rows(rows(), make, lambda i, r: get_id(r) or r.get("_key"))
     return Dataset(spec=f"{KIND}:{path}", rows=limited(samples, limit), size=capped(rec.size, limit),
@@ -82,13 +88,13 @@ def _mos(value: Any) -> float:
     return mos
 
 
-def _sample(row: Row, base: Path) -> Sample:
+def _sample(row: Row, base: Path, confine: Path | None = None) -> Sample:
     sid = get_id(row) or str(row["_key"])
     images = row.get("images")
     if not isinstance(images, (list, tuple)) or len(images) != 2:
         shown = f"{len(images)} items" if isinstance(images, (list, tuple)) else describe_type(images)
         raise RowError(f"field 'images' should be [source, edited], got {shown}")
-    source: ImageRef = image_ref(images[0], [base], f"{sid} source")
-    edited: ImageRef = image_ref(images[1], [base], f"{sid} edited")
+    source: ImageRef = image_ref(images[0], [base], f"{sid} source", confine)
+    edited: ImageRef = image_ref(images[1], [base], f"{sid} edited", confine)
     return Sample(id=sid, instruction=get_str(row, "edit_inst") or "", source=source, edited=edited,
                   category=get_str(row, "category", required=False), extra={"mos": _mos(row.get("answer"))})

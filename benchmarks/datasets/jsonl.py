@@ -9,6 +9,9 @@ a directory holding ``manifest.jsonl``. One JSON object per line::
 ``id`` (string or integer), ``source`` and ``instruction`` are required; ``category``, ``edited`` (an existing
 edit to refine), ``mask`` and ``context`` (an object shown to judges and critics) are optional; any other
 field goes to ``extra``. Image paths are relative to the manifest's directory (or to option ``root``).
+They may also be absolute or lead out of that folder (``../``, symlinks), and reports embed the images they
+name; option ``confine=true`` turns such a row into an error (the dataset root is ``root``, else the
+manifest's directory).
 
 **EvalScope offline format** (option ``join=<benchmark spec>``, e.g. ``join=gedit:/data/gedit``): each line is
 ``{"id": ..., "image_path": ...}``, the edited image a model produced for that benchmark id. The benchmark's
@@ -16,21 +19,28 @@ samples are streamed and each one with a line gets ``edited`` = that image. Benc
 are skipped (option ``missing=error`` reports them instead); lines whose id is not in the benchmark come out
 as errors at the end. Relative ``image_path``s are looked up under ``root`` (default: the file's directory),
 then the current directory, as EvalScope writes them relative to where it ran. Other options are passed
-to the joined benchmark's loader (e.g. ``language=cn`` for gedit).
+to the joined benchmark's loader (e.g. ``language=cn`` for gedit); ``confine`` applies to both files.
+
+A UTF-8 byte-order mark is accepted (as is UTF-16 or UTF-32 with one). A line that is not JSON, not an
+object, or lacks a field becomes an error record naming its line; the other lines go on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .base import Dataset, DatasetError, ImageRef, Sample, SampleError, require_path
 from .rows import (
+    CONFINE_OPTION,
     Row,
     RowError,
     capped,
     choice,
+    confine_root,
+    count_jsonl_records,
     describe_type,
     extra_fields,
     get_id,
@@ -46,7 +56,8 @@ EXPECTED = ("a JSON Lines manifest (one object per line with id, source, instruc
             "manifest.jsonl")
 OPTIONS = {"root": "directory that relative image paths are resolved against (default: the file's directory)",
            "join": "benchmark spec (e.g. gedit:/data/gedit) whose samples get each line's image_path as edited",
-           "missing": "with join: skip (default) or error for benchmark samples without a line"}
+           "missing": "with join: skip (default) or error for benchmark samples without a line",
+           **CONFINE_OPTION}
 MANIFEST_FIELDS = ("id", "source", "instruction", "category", "edited", "mask", "context")
 
 Loader = Callable[..., Dataset]
@@ -65,21 +76,35 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
     if p.is_dir():
         p = require_path(p / "manifest.jsonl", KIND, EXPECTED)
     bases = [Path(own["root"]).expanduser()] if own.get("root") else [p.parent]
+    confine = confine_root(KIND, own, bases[0])
     if "join" in own:
         if load_benchmark is None:
             from . import load_dataset as load_benchmark
         missing = choice(KIND, "missing", own.get("missing", "skip"), ("skip", "error"))
+        if "confine" in own:
+            opts["confine"] = own["confine"]  # the benchmark's own image paths are held to its root too
         bench = load_benchmark(str(own["join"]), limit=None, seed=seed, options=opts)
-        return _join(p, bases + [Path.cwd()], bench, missing, path, limit)
-    with open(p, encoding="utf-8") as f:
-        size = sum(1 for line in f if line.strip())
+        return _join(p, Paths(bases + [Path.cwd()], confine), bench, missing, path, limit)
+    size = count_jsonl_records(p)
     records = enumerate(iter_json_records(p, KIND))
-    samples = samples_from_rows(records, lambda i, r: _manifest_sample(i, r, bases), lambda i, r: get_id(r))
+    where = Paths(bases, confine)
+    samples = samples_from_rows(records, lambda i, r: _manifest_sample(i, r, where), lambda i, r: get_id(r))
     return Dataset(spec=f"{KIND}:{path}", rows=limited(samples, limit), size=capped(size, limit),
                    info={"format": KIND, "path": str(p)})
 
 
-def _manifest_sample(index: int, row: Row, bases: list[Path]) -> Sample:
+@dataclass(frozen=True)
+class Paths:
+    """Where relative image paths are looked up, and the root they must stay under (None: anywhere)."""
+
+    bases: list[Path]
+    confine: Path | None = None
+
+    def image(self, value: Any, name: str) -> ImageRef:
+        return image_ref(value, self.bases, name, self.confine)
+
+
+def _manifest_sample(index: int, row: Row, where: Paths) -> Sample:
     sid = get_id(row)
     if sid is None:
         raise RowError("missing field 'id'")
@@ -90,18 +115,18 @@ def _manifest_sample(index: int, row: Row, bases: list[Path]) -> Sample:
     if not isinstance(context, dict):
         raise RowError(f"field 'context' should be an object, got {describe_type(context)}")
     return Sample(id=sid, instruction=get_str(row, "instruction") or "",
-                  source=image_ref(get_str(row, "source"), bases, f"{sid} source"),
+                  source=where.image(get_str(row, "source"), f"{sid} source"),
                   category=get_str(row, "category", required=False),
-                  edited=_optional_image(row, "edited", bases, sid), mask=_optional_image(row, "mask", bases, sid),
+                  edited=_optional_image(row, "edited", where, sid), mask=_optional_image(row, "mask", where, sid),
                   context=context, extra=extra_fields(row, MANIFEST_FIELDS))
 
 
-def _optional_image(row: Row, key: str, bases: list[Path], sid: str) -> ImageRef | None:
+def _optional_image(row: Row, key: str, where: Paths, sid: str) -> ImageRef | None:
     value = get_str(row, key, required=False)
-    return None if value is None else image_ref(value, bases, f"{sid} {key}")
+    return None if value is None else where.image(value, f"{sid} {key}")
 
 
-def _predictions(p: Path, bases: list[Path]) -> tuple[dict[str, ImageRef | str], list[SampleError]]:
+def _predictions(p: Path, where: Paths) -> tuple[dict[str, ImageRef | str], list[SampleError]]:
     """id -> the edited image (or why it is bad), and errors for lines without a usable id."""
     preds: dict[str, ImageRef | str] = {}
     errors: list[SampleError] = []
@@ -122,14 +147,14 @@ def _predictions(p: Path, bases: list[Path]) -> tuple[dict[str, ImageRef | str],
             value = row.get("image_path", row.get("edited"))
             if value is None:
                 raise RowError("missing field 'image_path'")
-            preds[sid] = image_ref(value, bases, f"{sid} image_path")
+            preds[sid] = where.image(value, f"{sid} image_path")
         except RowError as exc:
             preds[sid] = f"row {index}: {exc}"
     return preds, errors
 
 
-def _join(p: Path, bases: list[Path], bench: Dataset, missing: str, path: str, limit: int | None) -> Dataset:
-    preds, errors = _predictions(p, bases)
+def _join(p: Path, where: Paths, bench: Dataset, missing: str, path: str, limit: int | None) -> Dataset:
+    preds, errors = _predictions(p, where)
     order = {sid: i for i, sid in enumerate(preds)}
 
     def rows() -> Iterator[Sample | SampleError]:

@@ -17,6 +17,8 @@ file, also works. Row fields (as released):
 The release has no id field, so ``id`` is the row's ``id`` if present, else ``re-edit-NNNNN-<subset>`` from
 the row's position in the file (the release names its images ``NNNNN_<subset>_<difficulty>.png`` the same
 way). The whole JSON is parsed at load time (it embeds the images); images are decoded only when used.
+Option ``confine=true`` turns a row whose ``original_image_path`` (symlinks and ``..`` followed) leads
+outside the JSON file's folder into an error; without it such paths are read, and reports embed the images.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from typing import Any
 
 from .base import Dataset, DatasetError, ImageRef, Sample, SampleError, require_path
 from .rows import (
+    CONFINE_OPTION,
     Row,
     RowError,
     b64_image_ref,
     capped,
     check_options,
     choice,
+    confine_root,
     extra_fields,
     get_id,
     get_str,
@@ -46,7 +50,7 @@ from .sources import JSON_SUFFIXES
 KIND = "re-edit"
 EXPECTED = ("the RE-Edit JSON file (a list of rows with subset, edit_instruction_en, original_description_en, "
             "rationale_short_en and src_img_b64 or original_image_path)")
-OPTIONS = {"language": "en (default, the *_en fields) or zh"}
+OPTIONS = {"language": "en (default, the *_en fields) or zh", **CONFINE_OPTION}
 FIELDS = {"en": ("edit_instruction_en", "original_description_en", "rationale_short_en"),
           "zh": ("edit_instruction", "original_description", "rationale_short")}
 
@@ -56,12 +60,13 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
     language = choice(KIND, "language", opts.get("language", "en"), tuple(FIELDS), aliases={"cn": "zh"})
     root = require_path(path, KIND, EXPECTED)
     file = _json_path(root)
+    confine = confine_root(KIND, opts, file.parent)
     records = list(iter_json_records(file, f"{KIND} ({file})", group_key="subset"))
     categories = list(dict.fromkeys(r["subset"] for r in records if isinstance(r, dict)
                                     and isinstance(r.get("subset"), str)))
 
     def make(index: int, row: Row) -> Sample:
-        return _sample(index, row, file.parent, language)
+        return _sample(index, row, file.parent, language, confine)
 
     samples: Iterator[Sample | SampleError] = samples_from_rows(enumerate(records), make, _id)
     return Dataset(spec=f"{KIND}:{path}", rows=limited(samples, limit), size=capped(len(records), limit),
@@ -89,7 +94,7 @@ def _id(index: int, row: Row) -> str:
     return f"re-edit-{index:05d}-{subset}"
 
 
-def _sample(index: int, row: Row, base: Path, language: str) -> Sample:
+def _sample(index: int, row: Row, base: Path, language: str, confine: Path | None = None) -> Sample:
     sid = _id(index, row)
     instruction_key, description_key, rationale_key = FIELDS[language]
     b64 = row.get("src_img_b64")
@@ -97,7 +102,7 @@ def _sample(index: int, row: Row, base: Path, language: str) -> Sample:
     if b64:
         source = b64_image_ref(b64, f"{sid} src_img_b64")
     elif row.get("original_image_path") is not None:
-        source = image_ref(get_str(row, "original_image_path"), [base], f"{sid} original_image_path")
+        source = image_ref(get_str(row, "original_image_path"), [base], f"{sid} original_image_path", confine)
     else:
         raise RowError("has neither src_img_b64 nor original_image_path")
     context = {k: v for k, v in (("original_description", get_str(row, description_key, required=False)),

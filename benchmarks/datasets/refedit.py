@@ -18,6 +18,9 @@ Split: rows 0-99 are *easy*, rows 100 on are *hard* (option ``split``). The spli
 ``id`` is the row's ``id`` field if any, else ``refedit-NNN`` from the row's position in the whole file,
 so ids do not depend on the split chosen.
 
+Option ``confine=true`` turns a row whose image path (symlinks and ``..`` followed) leads outside the
+dataset's folder into an error; without it such paths are read, and reports embed those images.
+
 Protocol (for judges): SC is judged on the source and the edited image both masked (black outside) by the
 target polygon dilated by 7 px (a 15x15 square, as the official cv2.dilate) with ``masked_instruction``;
 PQ on the full edited image. ``Sample.mask`` renders the undilated polygon; see ``dilate_mask`` and
@@ -40,11 +43,13 @@ from refine_agent.images import DEFAULT_MAX_PIXELS, Image
 
 from .base import Dataset, ImageRef, Sample, require_path
 from .rows import (
+    CONFINE_OPTION,
     Row,
     RowError,
     capped,
     check_options,
     choice,
+    confine_root,
     describe_type,
     extra_fields,
     get_id,
@@ -60,7 +65,8 @@ EXPECTED = ("RefEdit-Bench as a local Hugging Face dataset (parquet or save_to_d
             "with input_image, editing_instruction, edit_instruction_single and mask (polygon)")
 OPTIONS = {"split": "easy (rows 0-99), hard (rows 100+) or all (default)",
            "instruction": "editing_instruction (default, what the protocol edits with) or edit_instruction_single",
-           "polygons": "first (default, as the official code) or all (union of the mask's polygons)"}
+           "polygons": "first (default, as the official code) or all (union of the mask's polygons)",
+           **CONFINE_OPTION}
 INSTRUCTIONS = ("editing_instruction", "edit_instruction_single")
 EASY_ROWS = 100
 MASK_DILATION_PX = 7
@@ -75,6 +81,7 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
     root = require_path(path, KIND, EXPECTED)
     what = f"{KIND} ({root})"
     rec = open_records(root, what, EXPECTED, required=("mask",), split="test")
+    confine = confine_root(KIND, opts, rec.base)
     size = {"all": rec.size, "easy": min(rec.size, EASY_ROWS), "hard": max(0, rec.size - EASY_ROWS)}[split]
 
     def rows() -> Iterator[tuple[int, Row | RowError]]:
@@ -85,7 +92,7 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
                 yield index, row
 
     def make(index: int, row: Row) -> Sample:
-        return _sample(index, row, rec.base, field, which)
+        return _sample(index, row, rec.base, field, which, confine)
 
     samples = samples_from_rows(rows(), make, _id)
     categories = ["easy", "hard"] if split == "all" else [split]
@@ -106,10 +113,10 @@ def _id(index: int, row: Row) -> str:
     return get_id(row) or f"refedit-{index:03d}"
 
 
-def _sample(index: int, row: Row, base: Path, field: str, which: str) -> Sample:
+def _sample(index: int, row: Row, base: Path, field: str, which: str, confine: Path | None = None) -> Sample:
     sid = _id(index, row)
     image = row.get("input_image", row.get("image"))
-    source = image_ref(image, [base], f"{sid} input_image")
+    source = image_ref(image, [base], f"{sid} input_image", confine)
     polygons = parse_polygons(row.get("mask"))
     mask = PolygonMaskRef(polygons=tuple(polygons[:1] if which == "first" else polygons), source=source,
                           name=f"{sid} mask")

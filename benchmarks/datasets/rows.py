@@ -16,11 +16,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from refine_agent.errors import InputError, validation_message
+from refine_agent.errors import InputError, parse_failure, validation_message
+from refine_agent.textio import iter_lines, read_text, undecodable
 
 from .base import DatasetError, ImageRef, Sample, SampleError
 
 Row = dict[str, Any]
+
+
+CONFINE_OPTION = {"confine": "true to refuse image paths that resolve (symlinks and .. followed) outside the "
+                             "dataset root; such a row becomes an error (default false)"}
 
 
 class RowError(ValueError):
@@ -45,6 +50,23 @@ def choice(kind: str, name: str, value: Any, allowed: Iterable[str], aliases: Ma
     if text not in allowed:
         raise DatasetError(f"{kind}: option {name}={value!r} is not one of {', '.join(allowed)}")
     return text
+
+
+def flag(kind: str, name: str, value: Any) -> bool:
+    """A true/false option (``-D confine=true`` arrives as a bool, a file's option may be a string)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise DatasetError(f"{kind}: option {name}={value!r} should be true or false")
+
+
+def confine_root(kind: str, opts: Mapping[str, Any], root: Path) -> Path | None:
+    """The real dataset root that image paths must stay under with ``confine=true``; None when not confined."""
+    return root.expanduser().resolve() if flag(kind, "confine", opts.get("confine", False)) else None
 
 
 def describe_type(value: Any) -> str:
@@ -79,20 +101,43 @@ def get_id(row: Mapping[str, Any], key: str = "id") -> str | None:
     return text
 
 
-def resolve_file(value: str, bases: Iterable[Path], name: str) -> Path:
-    """An existing image file: absolute, or relative to the first of ``bases`` that holds it."""
-    p = Path(value).expanduser()
-    candidates = [p] if p.is_absolute() else [b / p for b in bases]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise RowError(f"{name}: image file {candidates[0]} does not exist")
+def resolve_file(value: str, bases: Iterable[Path], name: str, confine: Path | None = None) -> Path:
+    """An existing image file: absolute, or relative to the first of ``bases`` that holds it.
+
+    With ``confine`` (a resolved directory), the file, symlinks and ``..`` followed, must lie under it; the
+    resolved path is returned then, so the file checked is the file loaded.
+    """
+    try:
+        p = Path(value).expanduser()
+        candidates = [p] if p.is_absolute() else [b / p for b in bases]
+        for c in candidates:
+            if c.is_file():
+                return c if confine is None else _confined(c, confine, name)
+    except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop: this row's problem only
+        raise RowError(f"{name}: cannot use image path {_short(value)} ({getattr(exc, 'strerror', None) or exc})"
+                       ) from None
+    raise RowError(f"{name}: image file {_short(candidates[0])} does not exist")
 
 
-def image_ref(value: Any, bases: Iterable[Path], name: str) -> ImageRef:
+def _confined(path: Path, root: Path, name: str) -> Path:
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise RowError(f"{name}: image {_short(path)} lies outside the dataset root {root} (it resolves to "
+                       f"{_short(real)}); refused because confine=true")
+    return real
+
+
+def _short(path: str | Path, limit: int = 200) -> str:
+    # A hostile row may hold a path of any length or with control characters; its message stays one line.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def image_ref(value: Any, bases: Iterable[Path], name: str, confine: Path | None = None) -> ImageRef:
     """An ImageRef from a path string, raw bytes, or a Hugging Face Image struct ``{bytes, path}``.
 
-    Nothing is decoded here; a path is only checked to exist. Embedded bytes win over a struct's path.
+    Nothing is decoded here; a path is only checked to exist (and, with ``confine``, to stay under that
+    directory). Embedded bytes win over a struct's path.
     """
     bases = list(bases)
     if value is None:
@@ -104,13 +149,13 @@ def image_ref(value: Any, bases: Iterable[Path], name: str) -> ImageRef:
     if isinstance(value, str):
         if not value.strip():
             raise RowError(f"{name} is an empty path")
-        return ImageRef(path=str(resolve_file(value, bases, name)), name=name)
+        return ImageRef(path=str(resolve_file(value, bases, name, confine)), name=name)
     if isinstance(value, Mapping):
         data, path = value.get("bytes"), value.get("path")
         if data:
-            return image_ref(data, bases, name)
+            return image_ref(data, bases, name, confine)
         if isinstance(path, str) and path:
-            return image_ref(path, bases, name)
+            return image_ref(path, bases, name, confine)
         raise RowError(f"{name} has neither bytes nor a path")
     raise RowError(f"{name} should be a path or an image struct, got {describe_type(value)}")
 
@@ -139,20 +184,12 @@ def iter_json_records(path: Path, what: str, group_key: str | None = None) -> It
     DatasetError.
     """
     if path.suffix.lower() == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield _as_record(json.loads(line), f"line {lineno}")
-                except (json.JSONDecodeError, RowError) as exc:
-                    yield RowError(f"line {lineno}: {exc}")
+        yield from _jsonl_records(path)
         return
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{what}: cannot read {path} as JSON ({exc})") from exc
+        data = json.loads(read_text(path))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # also numbers too long, nesting too deep
+        raise DatasetError(f"{what}: cannot read {path} as JSON ({parse_failure(exc)})") from None
     for i, (group, item) in enumerate(_json_list(data, path, what)):
         try:
             record = _as_record(item, f"item {i}")
@@ -162,6 +199,35 @@ def iter_json_records(path: Path, what: str, group_key: str | None = None) -> It
         if group is not None and group_key is not None:
             record.setdefault(group_key, group)
         yield record
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a JSON Lines file with their line numbers, a BOM dropped from any line's start
+    (files joined with ``cat`` keep each part's BOM)."""
+    for lineno, line in iter_lines(path):
+        line = line.lstrip("\ufeff")
+        if line.strip():
+            yield lineno, line
+
+
+def count_jsonl_records(path: Path) -> int:
+    """How many records ``iter_json_records`` yields for a JSON Lines file (bad lines included)."""
+    return sum(1 for _ in _jsonl_lines(path))
+
+
+def _jsonl_records(path: Path) -> Iterator[Row | RowError]:
+    for lineno, line in _jsonl_lines(path):
+        if undecodable(line):
+            yield RowError(f"line {lineno}: holds bytes that are not UTF-8 text")
+            continue
+        try:
+            yield _as_record(json.loads(line), f"line {lineno}")
+        except json.JSONDecodeError as exc:
+            yield RowError(f"line {lineno}: not valid JSON ({exc.msg} at column {exc.pos + 1})")
+        except (ValueError, RecursionError) as exc:  # a number of thousands of digits, arrays nested too deep
+            yield RowError(f"line {lineno}: not usable JSON ({parse_failure(exc)})")
+        except RowError as exc:
+            yield exc
 
 
 def _json_list(data: Any, path: Path, what: str) -> list[tuple[str | None, Any]]:
@@ -205,7 +271,7 @@ def samples_from_rows(rows: Iterable[tuple[int, Row | RowError]], make: Callable
                               error=validation_message(exc, f"row {index}"))
         except InputError as exc:
             yield SampleError(id=sid or f"row-{index}", index=index, error=f"row {index}: {exc}")
-        except (TypeError, ValueError, KeyError, OverflowError) as exc:  # a value of a shape no check foresaw
+        except (TypeError, ValueError, KeyError, OverflowError, OSError) as exc:  # a shape no check foresaw
             yield SampleError(id=sid or f"row-{index}", index=index,
                               error=f"row {index}: unexpected value ({type(exc).__name__}: {exc})")
 

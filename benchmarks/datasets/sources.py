@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import DatasetError
-from .rows import Row, RowError, iter_json_records
+from .rows import Row, RowError, count_jsonl_records, iter_json_records
 from .tables import dir_files, is_table_path, iter_rows, num_rows, require_columns, table_files
 
 JSON_SUFFIXES = (".json", ".jsonl")
@@ -65,8 +65,7 @@ def _json_file(root: Path, what: str, expected: str) -> Path | None:
 def _json_records(path: Path) -> Records:
     what = str(path)
     if path.suffix.lower() == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            size = sum(1 for line in f if line.strip())
+        size = count_jsonl_records(path)
 
         def stream() -> Iterator[tuple[int, str | None, Row | RowError]]:
             for index, row in enumerate(iter_json_records(path, what)):

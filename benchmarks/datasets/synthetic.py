@@ -17,7 +17,8 @@ from .rows import check_options
 
 KIND = "synthetic"
 DEFAULT_SIZE = 100
-OPTIONS: dict[str, str] = {}
+# confine is accepted (e.g. passed on by jsonl's join=synthetic) and has nothing to do: no image paths.
+OPTIONS: dict[str, str] = {"confine": "accepted for symmetry; synthetic samples read no image paths"}
 
 
 def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[str, Any] | None = None) -> Dataset:

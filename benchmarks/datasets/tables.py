@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from refine_agent.errors import MissingExtraError
+from refine_agent.textio import read_text
 
 from .base import DatasetError
 
@@ -111,7 +112,7 @@ def _pick_split(files: list[TableFile], split: str, path: Path, what: str) -> li
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{what}: cannot read {path} ({exc})") from exc
     return data if isinstance(data, dict) else {}

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
+from refine_agent.textio import read_text
 from refine_agent.types import ControllerDecision, ControllerRequest
 from tools.api.chat import Msg, ToolCall, ToolDef, make_adapter
 from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
@@ -54,7 +55,10 @@ class LLMController(ToolBase):
         path = Path(o.prompt) if o.prompt else PROMPT
         if not path.is_file():
             raise ConfigError(f"controller prompt file {path} does not exist")
-        self.system = path.read_text(encoding="utf-8")
+        try:
+            self.system = read_text(path)  # a BOM, as Windows editors write, is dropped
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read controller prompt file {path}: {exc}") from None
         self.prompt_id = f"{path.stem}-{hashlib.sha256(self.system.encode()).hexdigest()[:8]}"
         self.chat = make_adapter(provider, model, o)
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
+from refine_agent.errors import InputError
 from refine_agent.images import Image
 
 from .language import TASK_CATEGORIES, RefExpr, SceneInstruction, render_instruction, unique_qualifier
@@ -117,7 +120,7 @@ def make_sample(index: int, seed: int = 0) -> SyntheticSample:
                 continue  # no short unambiguous expression for this layout; draw another
         task = _task(category, scene, target, rng)
         text = render_instruction(task, style=int(rng.integers(0, 4)))
-        return SyntheticSample(id=f"syn-{seed}-{index:05d}", instruction=text, category=category,
+        return SyntheticSample(id=sample_id(index, seed), instruction=text, category=category,
                                difficulty="hard" if hard else "easy", scene=scene, task=task, target=target)
     raise RuntimeError(f"could not generate synthetic sample {index} for seed {seed}")
 
@@ -127,27 +130,113 @@ def iter_samples(n: int, seed: int = 0, start: int = 0) -> Iterator[SyntheticSam
         yield make_sample(i, seed)
 
 
-def write_dataset(out: str | Path, n: int, seed: int = 0) -> Path:
+MAX_SAMPLES = 100_000  # ids have five digits; about 150 MB of PNGs and a few minutes of work
+
+
+def sample_id(index: int, seed: int) -> str:
+    return f"syn-{seed}-{index:05d}"
+
+
+def write_dataset(out: str | Path, n: int, seed: int = 0, *, force: bool = False) -> Path:
     """Write ``out/manifest.jsonl`` and ``out/images/*.png``; return the manifest path.
 
     The manifest has ``id``, ``source`` (relative to ``out``), ``instruction``, ``category``,
-    ``difficulty`` and ``truth`` (for analysis only).
+    ``difficulty`` and ``truth`` (for analysis only). An existing manifest or image is never overwritten
+    unless ``force``. Everything is made in a hidden folder inside ``out`` first and moved into place at
+    the end, manifest last: an interrupted call (Ctrl-C, a full disk) leaves ``out`` as it found it.
     """
+    _check_size(n, seed)
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
-    tmp = manifest.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    names = [f"{sample_id(i, seed)}.png" for i in range(n)]
+    _check_target(out, manifest, names, force)  # before any work, so a refusal costs nothing
+    created = [d for d in (*reversed(out.parents), out, out / "images") if not d.exists()]
+    placed: list[Path] = []  # images moved into out/images that did not exist before: ours to take back
+    stage: Path | None = None
+    done = False
+    try:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".manifest.jsonl.", suffix=".tmp", dir=out))
+        _write_stage(stage, n, seed)
+        _commit(stage, out, manifest, placed)
+        done = True
+    finally:  # on any exit, KeyboardInterrupt included
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        if not done:
+            _take_back(placed, created)
+    return manifest
+
+
+def _check_size(n: int, seed: int) -> None:
+    if n < 0:
+        raise InputError(f"--n must be >= 0, got {n}")
+    if n > MAX_SAMPLES:
+        raise InputError(f"--n {n} is too many: at most {MAX_SAMPLES} samples per dataset; make a larger set in "
+                         "parts with different --seed and --out")
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
+
+
+def _check_target(out: Path, manifest: Path, names: list[str], force: bool) -> None:
+    """Refuse an output that is not a folder, and, without ``force``, any file this call would replace."""
+    nearest = next((d for d in (out, *out.parents) if d.exists()), None)  # the folder we would make ours in
+    for d in (nearest, out / "images"):
+        if d is not None and d.exists() and not d.is_dir():
+            raise InputError(f"{d} exists and is not a folder; choose another --out")
+    if manifest.is_dir():
+        raise InputError(f"{manifest} is a folder; choose another --out")
+    if force:
+        return
+    if manifest.exists():
+        raise InputError(f"{manifest} already exists; use --force to overwrite it, or another --out")
+    existing = _existing_images(out / "images", names)
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise InputError(f"{out / 'images' / existing[0]} already exists{more}; use --force to overwrite, "
+                         "or another --out")
+
+
+def _existing_images(images: Path, names: list[str]) -> list[str]:
+    if not images.is_dir():
+        return []
+    present = set(os.listdir(images))  # one listing, not n stat calls
+    return [name for name in names if name in present]
+
+
+def _write_stage(stage: Path, n: int, seed: int) -> None:
+    with open(stage / "manifest.jsonl", "w", encoding="utf-8") as f:
         for sample in iter_samples(n, seed):
             rel = f"images/{sample.id}.png"
-            sample.image().save(out / rel)
+            sample.image().save(stage / rel)
             row = {"id": sample.id, "source": rel, "instruction": sample.instruction,
                    "category": sample.category, "difficulty": sample.difficulty, "truth": sample.truth()}
             f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, manifest)
-    return manifest
 
 
-__all__ = ["RefExpr", "SyntheticSample", "iter_samples", "make_sample", "write_dataset"]
+def _commit(stage: Path, out: Path, manifest: Path, placed: list[Path]) -> None:
+    """Move the staged images into place, then the manifest, so a manifest only appears once it is whole."""
+    staged = stage / "images"
+    for src in sorted(staged.iterdir()) if staged.is_dir() else []:
+        dest = out / "images" / src.name
+        new = not dest.exists()
+        os.replace(src, dest)
+        if new:
+            placed.append(dest)
+    os.replace(stage / "manifest.jsonl", manifest)
+
+
+def _take_back(placed: list[Path], created: list[Path]) -> None:
+    """Undo an unfinished call: remove the images it added and the folders it made (only if empty)."""
+    for p in placed:
+        p.unlink(missing_ok=True)
+    for d in reversed(created):
+        try:
+            d.rmdir()
+        except OSError:
+            pass  # not empty: something else lives there now
+
+
+__all__ = ["MAX_SAMPLES", "RefExpr", "SyntheticSample", "iter_samples", "make_sample", "sample_id", "write_dataset"]

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from refine_agent.errors import ConfigError
+from refine_agent.textio import read_text
 from refine_agent.types import Round, Verdict, best_round_index
 
 from .contracts import field_specs
@@ -95,7 +96,7 @@ def load_template(name_or_path: str | Path) -> Template:
         raise TemplateError(f"prompt template '{key}' is neither a built-in ({', '.join(builtin_templates())}) "
                             f"nor a file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)  # a BOM, as Windows editors write, is dropped
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"cannot read prompt template {path}: {exc}") from None
     if not text.strip():
