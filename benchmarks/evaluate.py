@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from refine_agent.loop import LoopPolicy
-from refine_agent.store import RunStore
+from refine_agent.store import RunStore, SampleRecord
 from refine_agent.types import StopReason, Verdict
 
 from .metrics import (
@@ -25,7 +27,7 @@ from .metrics import (
     finite,
     score_of,
 )
-from .replay import NotReplayable, replay
+from .replay import Cut, Cuts, NotReplayable, PerBudget, replay_budgets
 
 OPTIMISTIC_WARNING = ("the evaluation judge is the loop judge: the loop kept the round this judge liked best, so "
                       "the measured gain is optimistic; rescore with 'refine-agent rejudge RUN_DIR --eval-judge "
@@ -38,15 +40,48 @@ def eval_key(run_info: dict[str, Any]) -> str | None:
     return None if ev.get("is_loop_judge", True) else ev["key"]
 
 
-def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], policy: LoopPolicy | None = None
-            ) -> tuple[dict[int, list[Outcome]], Counter[str], dict[str, Any]]:
-    """Outcomes per budget, sample errors by kind, and run totals (calls, cost)."""
+SampleOutcomes = PerBudget[Outcome | str]  # one sample at every budget; a string: why it cannot be replayed
+
+
+@dataclass
+class Collected:
+    """Every sample's outcomes, sample errors by kind, and run totals (calls, cost). Memory and work grow with
+    the samples and the rounds they ran, never with the budgets asked for."""
+
+    samples: list[SampleOutcomes]
+    errors: Counter[str]
+    totals: dict[str, Any]
+
+    def settles(self, budgets: Sequence[int]) -> int:
+        """The first of the budgets' range from which no sample changes: every larger budget is the same as
+        it. At most the largest budget asked for."""
+        if not budgets:
+            return 0
+        last_change = max((s.settles for s in self.samples), default=0)
+        return min(last_change, budgets[-1])
+
+    def outcomes(self, budget: int) -> tuple[list[Outcome], list[str]]:
+        """The outcomes at ``budget``, and why the samples left out could not be replayed."""
+        got: list[Outcome] = []
+        why: list[str] = []
+        for s in self.samples:
+            o = s.at(budget)
+            if isinstance(o, str):
+                why.append(o)
+            else:
+                got.append(o)
+        return got, why
+
+
+def collect(store: RunStore, run_info: dict[str, Any], budgets: Sequence[int], policy: LoopPolicy | None = None
+            ) -> Collected:
+    """Every sample's outcomes at ``budgets`` (sorted; a ``range`` is not expanded) and at any budget past them."""
     run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
+    run_budget = int(run_info["config"]["budget"]["max_rounds"])
     judge_key = eval_key(run_info)
-    per_budget: dict[int, list[Outcome]] = {b: [] for b in budgets}
-    errors: Counter[str] = Counter()
-    totals: dict[str, Any] = {"tool_calls": {"editor": 0, "judge": 0, "critic": 0}, "cost_usd": 0.0,
-                              "n_samples": 0, "not_replayable": []}
+    out = Collected([], Counter(), {"tool_calls": {"editor": 0, "judge": 0, "critic": 0}, "cost_usd": 0.0,
+                                    "n_samples": 0})
+    errors, totals = out.errors, out.totals
     for rec in store.iter_samples():
         totals["n_samples"] += 1
         if rec.status != "done" or rec.trajectory is None:
@@ -61,27 +96,54 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: list[int], polic
             continue
         count_loop_failures(traj, errors, judge_key is None)
         evals: dict[int, Verdict] | None = store.evals(judge_key, rec.sample_id) if judge_key else None
-        scores: dict[int, Score] = {}  # one Score per round, shared by every budget's outcome
-        category = sys.intern(rec.category) if rec.category else None
         if evals is not None:
             totals["eval_calls"] = totals.get("eval_calls", 0) + len(evals)
             totals["cost_usd"] += sum(v.usage.cost_usd for v in evals.values())
+        cuts = replay_budgets(traj, budgets, policy, run_policy, run_budget=run_budget)
+        out.samples.append(_outcomes(rec, evals, cuts))
+    return out
 
-        for b in budgets:
-            try:
-                rp = replay(traj, b, policy, run_policy)
-            except NotReplayable as exc:
-                totals["not_replayable"].append(str(exc))
-                continue
-            final = rp.best_round if rp.best_round is not None else 0
-            for index in (0, final):
-                if index not in scores:
-                    scores[index] = score_of(_judged(traj, evals, index))
-            per_budget[b].append(Outcome(
-                sample_id=rec.sample_id, category=category, one_shot=scores[0], final=scores[final],
-                final_round=final, rounds_used=len(rp.rounds) - 1, calls=_shared(rp.calls_by_kind),
-                cost_usd=rp.cost_usd, seconds=rp.tool_seconds))
-    return per_budget, errors, totals
+
+def _outcomes(rec: SampleRecord, evals: dict[int, Verdict] | None, cuts: Cuts) -> SampleOutcomes:
+    """A sample's replays scored by the evaluation judge (one Score per round, shared by every budget)."""
+    traj = rec.trajectory
+    assert traj is not None
+    scores: dict[int, Score] = {}
+    category = sys.intern(rec.category) if rec.category else None
+
+    def outcome(c: Cut | NotReplayable) -> Outcome | str:
+        if isinstance(c, NotReplayable):
+            return str(c)
+        final = c.best_round if c.best_round is not None else 0
+        for index in (0, final):
+            if index not in scores:
+                scores[index] = score_of(_judged(traj, evals, index))
+        return Outcome(sample_id=rec.sample_id, category=category, one_shot=scores[0], final=scores[final],
+                       final_round=final, rounds_used=c.n_rounds - 1, calls=_shared(c.calls_by_kind),
+                       cost_usd=c.cost_usd, seconds=c.tool_seconds)
+
+    return cuts.map(outcome)
+
+
+def budget_rows(collected: Collected, budgets: Sequence[int]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``by_budget``: a row of numbers per budget up to k, the budget from which no sample changes; every
+    budget past k is the small row ``{"same_as": k}`` (and k gets its row even if not asked for), so a large
+    budget costs one row, not a copy of the same numbers per budget. Also why samples could not be replayed at
+    some of the budgets: one reason per sample (a reason names its sample and is the same at every budget)."""
+    k = collected.settles(budgets)
+    numbered = [b for b in budgets if b <= k]
+    later = [b for b in budgets if b > k]
+    if later and k not in numbered:
+        numbered.append(k)  # the row the later budgets repeat
+    rows: dict[str, dict[str, Any]] = {}
+    why: list[str] = []
+    for b in numbered:
+        got, missing = collected.outcomes(b)
+        rows[str(b)] = budget_stats(got)
+        why += missing
+    for b in later:
+        rows[str(b)] = {"same_as": k}
+    return rows, list(dict.fromkeys(why))
 
 
 _CALLS: dict[tuple[tuple[str, int], ...], dict[str, int]] = {}
@@ -113,23 +175,49 @@ def _judged(traj: Any, evals: dict[int, Verdict] | None, index: int) -> Verdict 
     return evals.get(index) if evals is not None else traj.rounds[index].verdict
 
 
+def summary_budgets(run_info: dict[str, Any], collected: Collected) -> list[int]:
+    """The budgets summary.json lists: each one up to where the run's samples settle, and the run's own."""
+    top = int(run_info["config"]["budget"]["max_rounds"])
+    if run_info["config"].get("controller"):  # a controller run is known at budget 0 and at its own budget only
+        return sorted({0, top})
+    return sorted({*range(collected.settles(range(top + 1)) + 1), top})
+
+
+def completeness(run_info: dict[str, Any], n_samples: int) -> dict[str, Any]:
+    """How many samples the run meant to have (run.json's dataset size, after --limit) and whether all have a
+    record: a run killed part-way must not read as a whole one."""
+    expected = (run_info.get("dataset") or {}).get("size")
+    complete = None if expected is None else n_samples >= int(expected)
+    return {"n_expected": expected, "complete": complete}
+
+
+def incomplete_warning(n_samples: int, n_expected: int) -> str:
+    return (f"incomplete: {n_samples} of {n_expected} samples were run; the numbers cover those only. Finish the "
+            "run with the same 'refine-agent bench' command and --resume")
+
+
 def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | None = None,
               policy: LoopPolicy | None = None) -> dict[str, Any]:
-    """``summary.json``: the final budget's comparison at the top, every budget under ``by_budget``."""
+    """``summary.json``: the final budget's comparison at the top, every budget under ``by_budget`` (each one
+    past the last that changes anything as ``{"same_as": k}``)."""
     top = int(run_info["config"]["budget"]["max_rounds"])
-    if budgets is None:  # a controller run is known at budget 0 and at its own budget only (see replay)
-        budgets = [0, top] if run_info["config"].get("controller") else list(range(top + 1))
-    budgets = sorted(set(budgets))
-    per_budget, errors, totals = collect(store, run_info, budgets, policy)
-    final = per_budget[budgets[-1]]
+    asked: Sequence[int] = sorted(set(budgets)) if budgets is not None else (
+        [0, top] if run_info["config"].get("controller") else range(top + 1))
+    collected = collect(store, run_info, asked, policy)
+    shown = sorted(set(budgets)) if budgets is not None else summary_budgets(run_info, collected)
+    by_budget, not_replayable = budget_rows(collected, shown)
+    final, _ = collected.outcomes(shown[-1])
+    totals, errors = collected.totals, collected.errors
     ev = run_info.get("eval_judge") or {}
     same = bool(ev.get("is_loop_judge", True))
     cats = by_category(final, run_info.get("dataset", {}).get("categories"))
+    done = completeness(run_info, totals["n_samples"])
     summary: dict[str, Any] = {
         "n_samples": totals["n_samples"],
+        **done,
         "dataset": run_info.get("dataset", {}).get("spec"),
-        "budget": budgets[-1],
-        "by_budget": {str(b): budget_stats(per_budget[b]) for b in budgets},
+        "budget": shown[-1],
+        "by_budget": by_budget,
         **compare(final),
         "eval_judge": ev.get("identity"),
         "loop_judge": run_info.get("tools", {}).get("judge"),
@@ -142,7 +230,10 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
         "cost_usd": totals["cost_usd"],
         "errors": count_errors(final, errors),
     }
-    if totals["not_replayable"]:
-        summary["not_replayable"] = totals["not_replayable"][:20]
-        summary["warnings"].append(f"{len(totals['not_replayable'])} sample-budget pairs could not be replayed")
+    if done["complete"] is False:
+        summary["warnings"].insert(0, incomplete_warning(totals["n_samples"], done["n_expected"]))
+    if not_replayable:
+        summary["not_replayable"] = not_replayable[:20]
+        summary["warnings"].append(f"{len(not_replayable)} samples could not be replayed at some budgets "
+                                   "(see not_replayable)")
     return finite(summary)

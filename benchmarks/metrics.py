@@ -143,6 +143,32 @@ def budget_stats(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     }
 
 
+def budget_row(by_budget: dict[str, dict[str, Any]], budget: int | str) -> dict[str, Any]:
+    """The numbers for ``budget`` in ``by_budget``: its own row, or row k for a budget that repeats it (see
+    ``same_as``); {} for a budget the table cannot answer."""
+    k = same_as(by_budget, budget)
+    if k is not None:
+        return by_budget.get(str(k)) or {}
+    return by_budget.get(str(budget)) or {}
+
+
+def same_as(by_budget: dict[str, dict[str, Any]], budget: int | str) -> int | None:
+    """The budget k whose numbers ``budget`` repeats, or None when it has its own row (or none at all).
+
+    Past k, the last budget with a row of numbers, no sample changes: every budget listed past it is a
+    ``{"same_as": k}`` row, and a budget not listed but between k and the largest listed one repeats k too.
+    Below k, or past every budget listed, a budget without a row has no answer."""
+    row = by_budget.get(str(budget))
+    if row is not None:
+        return int(row["same_as"]) if "same_as" in row else None
+    numbered = [int(b) for b, r in by_budget.items() if "same_as" not in r]
+    if not numbered:
+        return None
+    k = max(numbered)
+    top = max(int(b) for b in by_budget)
+    return k if k < int(budget) <= top else None
+
+
 def by_category(outcomes: Sequence[Outcome], order: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:

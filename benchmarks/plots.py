@@ -19,8 +19,12 @@ def pyplot() -> Any:
     return plt
 
 
+MAX_TICKS = 20  # past this, matplotlib picks integer ticks: one per budget is slow and unreadable
+
+
 def _series(by_budget: dict[str, dict[str, Any]], key: str) -> tuple[list[int], list[float], list[Any]]:
-    bs = sorted(int(b) for b in by_budget)
+    # a {"same_as": k} row repeats row k: plotted once, at k, so a huge budget does not stretch the axis
+    bs = sorted(int(b) for b in by_budget if "same_as" not in by_budget[b])
     ys = [by_budget[str(b)].get(key) for b in bs]
     cis = [by_budget[str(b)].get(f"{key}_ci95") for b in bs]
     keep = [i for i, y in enumerate(ys) if y is not None]
@@ -46,7 +50,10 @@ def budget_curves(by_budget: dict[str, dict[str, Any]], path: Path, title: str =
             ax.legend(loc="lower right", fontsize=8)
         ax.set_xlabel("re-edit budget (rounds after one-shot)")
         ax.set_ylabel(label)
-        ax.set_xticks(xs)
+        if len(xs) <= MAX_TICKS:
+            ax.set_xticks(xs)
+        else:
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)

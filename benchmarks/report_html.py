@@ -10,9 +10,9 @@ import json
 from html import escape
 from typing import Any
 
-from .metrics import Score
+from .metrics import Score, budget_row
 from .report import OUTCOME_HELP, OUTCOMES, ReportData, RoundView, SampleView, cost_per_point, improvement_rate_ci95
-from .tables import ci, num, pct
+from .tables import budget_label, ci, num, pct, samples_label
 
 
 def e(x: Any) -> str:
@@ -112,11 +112,18 @@ def score_html(s: Score, label: str = "") -> str:
     return pre + " · ".join(parts)
 
 
+# The badges and the rates count different things; both are labelled so that neither reads as the other.
+BADGES_NOTE = ("Badges: every sample's outcome by the evaluation judge's scores, compared the way the loop ranks "
+               "rounds: pass/fail first, then the overall score (so a higher score without a pass counts as "
+               "improved). The improvement and regression rates above and the fail→pass / pass→fail columns "
+               "count only pass/fail changes, among samples with pass/fail on both sides.")
+
+
 def headline(summary: dict[str, Any], data: ReportData) -> str:
     bb = summary["by_budget"]
     micro = (summary.get("category_averages") or {}).get("micro") or {}
-    first = bb.get("0") or micro.get("one_shot") or {}
-    last = bb.get(str(summary["budget"])) or micro.get("final") or {}
+    first = budget_row(bb, 0) or micro.get("one_shot") or {}
+    last = budget_row(bb, summary["budget"]) or micro.get("final") or {}
     p = summary.get("p_value")
     # What refinement adds: the extra cost per sample over one-shot (round 0 is paid either way), per point
     # of mean gain in overall.
@@ -145,10 +152,10 @@ def headline(summary: dict[str, Any], data: ReportData) -> str:
                          f'<div class="n">{e(n)}</div></div>' for k, v, n in tiles)
     chips = "".join(f'<span class="badge o-{o}" title="{e(OUTCOME_HELP[o])}">{o} {data.counts.get(o, 0)}</span>'
                     for o in OUTCOMES)
-    return (f'<section class="card"><div><b>One-shot → refined</b> at budget {e(summary["budget"])} '
-            f'(re-edit rounds after the one-shot edit), {e(summary["n_samples"])} samples, judged by '
+    return (f'<section class="card"><div><b>One-shot → refined</b> at budget {e(budget_label(bb, summary["budget"]))} '
+            f'(re-edit rounds after the one-shot edit), {e(samples_label(summary))}, judged by '
             f'<code>{e(identity(summary.get("eval_judge")))}</code></div><div class="tiles">{tiles_html}</div>'
-            f'<div class="chips">{chips}</div></section>')
+            f'<div class="chips" id="outcomes">{chips}</div><p class="sub">{e(BADGES_NOTE)}</p></section>')
 
 
 def _pct_ci(c: list[float] | None) -> list[float] | None:
@@ -164,15 +171,20 @@ def warnings(summary: dict[str, Any], run_info: dict[str, Any]) -> str:
                 'kept the round this judge liked best, so the measured gain is optimistic. Rescore with '
                 '<code>refine-agent rejudge RUN_DIR --eval-judge SPEC</code> using an independent judge.</div>')
         ws = [w for w in ws if not w.startswith("the evaluation judge is the loop judge")]
-    return out + "".join(f'<div class="warn">Warning: {e(w)}</div>' for w in ws)
+    ids = {w: ' id="incomplete"' for w in ws if w.startswith("incomplete:")}  # a run stopped part-way
+    return out + "".join(f'<div class="warn"{ids.get(w, "")}>Warning: {e(w)}</div>' for w in ws)
 
 
 def budget_table(by_budget: dict[str, dict[str, Any]]) -> str:
     cols = ("budget", "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "95% CI", "re-edits",
-            "calls/sample", "cost/sample", "s/sample", "improved", "regressed", "mean gain")
+            "calls/sample", "cost/sample", "s/sample", "fail→pass", "pass→fail", "mean gain")
     rows = []
     for b in sorted(by_budget, key=int):
         r = by_budget[b]
+        if "same_as" in r:  # one short row for every budget past the last that changes anything
+            rows.append(f'<tr class="same"><td>{e(b)}</td><td class="l" colspan="{len(cols) - 1}">same as budget '
+                        f'{e(r["same_as"])}: no sample changes past it</td></tr>')
+            continue
         calls = sum((r.get("tool_calls_per_sample") or {}).values())
         cells = (b, r.get("n"), num(r.get("mean_overall")), ci(r.get("mean_overall_ci95")), num(r.get("mean_sc")),
                  num(r.get("mean_pq")), pct(r.get("pass_rate")), ci(_pct_ci(r.get("pass_rate_ci95")), 1),
@@ -203,7 +215,7 @@ def category_table(summary: dict[str, Any]) -> str:
             rows.append((f"{label} mean", "", f"{num(one['mean_overall'])} → {num(fin['mean_overall'])}",
                          f"{pct(a['one_shot']['pass_rate'])} → {pct(a['final']['pass_rate'])}",
                          pct(a.get("improvement_rate")), pct(a.get("regression_rate")), num(a.get("mean_delta")), ""))
-    cols = ("category", "n", "overall", "pass rate", "improved", "regressed", "mean gain", "95% CI")
+    cols = ("category", "n", "overall", "pass rate", "fail→pass", "pass→fail", "mean gain", "95% CI")
     head = "".join(f'<th class="{"l" if c == "category" else ""}">{e(c)}</th>' for c in cols)
     body = "".join("<tr>" + "".join(f'<td class="{"l" if i == 0 else ""}">{e(v)}</td>' for i, v in enumerate(r))
                    + "</tr>" for r in rows)

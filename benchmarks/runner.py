@@ -1,9 +1,9 @@
 """``refine-agent bench``: refine every sample of a dataset into a run directory that loses nothing.
 
-Samples stream from the dataset through a fixed number of workers (``max_samples``), so memory stays
-flat. Every tool result, round and sample is committed as it finishes. A resumed run skips finished
-samples and replays the calls of unfinished ones from the on-disk cache, so it repeats no completed tool
-call and ends with the same numbers as an uninterrupted run.
+Samples stream from the dataset, at most ``max_samples`` at a time, so memory stays flat and the
+scheduling work grows with the samples, not the cap. Every tool result, round and sample is committed as
+it finishes. A resumed run skips finished samples and replays the calls of unfinished ones from the
+on-disk cache, so it repeats no completed tool call and ends with the same numbers as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from refine_agent.session import Toolset, build_tools, run_one
 from refine_agent.store import RunStore, SampleInputs, StoreCache
 from refine_agent.types import JudgeRequest, Round, Trajectory, Verdict
 
+from .concurrency import for_each
 from .datasets import load_dataset
 from .datasets.base import Dataset, Sample, SampleError
 
@@ -114,7 +115,6 @@ class Bench:
         self.eval_tool = self._eval_tool()
         self.runtime = Runtime(config.runtime, cache=StoreCache(store))
         self.progress = Progress()
-        self._workers: list[asyncio.Task[None]] = []
 
     def _eval_tool(self) -> Any | None:
         spec = self.settings.eval_judge
@@ -170,51 +170,20 @@ class Bench:
     async def run(self, dataset: Dataset) -> None:
         done = await asyncio.to_thread(self.store.finished)
         self.progress.total = dataset.size
-        queue: asyncio.Queue[tuple[int, Sample | SampleError] | None] = asyncio.Queue(self.settings.max_samples)
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.settings.max_samples)]
-        self._workers = workers
-        seen: set[str] = set()
-        rows: Iterator[Sample | SampleError] = iter(dataset)
         try:
-            index = 0
-            while True:
-                item = await asyncio.to_thread(next, rows, None)
-                if item is None:
-                    break
-                if item.id in seen:
-                    item = SampleError(id=f"{item.id}#{index}", index=index, error=f"duplicate sample id {item.id!r}",
-                                       kind="duplicate_id")
-                seen.add(item.id)
-                if item.id in done:
-                    self.progress.skipped += 1
-                    self.on_progress(self.progress)
-                else:
-                    await self._put(queue, (index, item))
-                index += 1
-            for _ in workers:
-                await self._put(queue, None)
-            await asyncio.gather(*workers)
+            # One task per sample, at most max_samples at once: the scheduling work grows with the samples,
+            # never with the cap (a cap far above the dataset starts no idle workers). A failure of the store
+            # itself ends the run with its error instead of hanging.
+            await for_each(_jobs(dataset), lambda job: self._job(job, done), self.settings.max_samples)
         finally:
-            for w in workers:
-                w.cancel()
             await self.tools.aclose()
             await close_tools(self.eval_tool)
 
-    async def _put(self, queue: asyncio.Queue[Any], job: Any) -> None:
-        """Queue a job; if a worker died instead (the store itself failed), stop with its error, never hang."""
-        put = asyncio.ensure_future(queue.put(job))
-        while not put.done():
-            running = {w for w in self._workers if not w.done()}
-            done, _ = await asyncio.wait({put, *running}, return_when=asyncio.FIRST_COMPLETED)
-            for worker in done - {put}:
-                exc = worker.exception()
-                if exc is not None:
-                    put.cancel()
-                    raise exc
-
-    async def _worker(self, queue: asyncio.Queue[tuple[int, Sample | SampleError] | None]) -> None:
-        while (job := await queue.get()) is not None:
-            index, item = job
+    async def _job(self, job: tuple[int, Sample | SampleError], done: set[str]) -> None:
+        index, item = job
+        if item.id in done:  # finished in an earlier session
+            self.progress.skipped += 1
+        else:
             try:
                 await self._sample(index, item)
             except Exception as exc:  # one sample's surprise must not end the run: record it, go on
@@ -222,7 +191,7 @@ class Bench:
                                         "internal_error", getattr(item, "category", None),
                                         getattr(item, "instruction", None))
                 self.progress.errors += 1
-            self.on_progress(self.progress)
+        self.on_progress(self.progress)
 
     async def _sample(self, index: int, item: Sample | SampleError) -> None:
         if isinstance(item, SampleError):
@@ -285,3 +254,14 @@ class Bench:
             except ToolCallFailed as exc:
                 verdict = Verdict.failed("error", describe(exc), judge=exc.tool)
             await asyncio.to_thread(self.store.put_eval, key, item.id, rnd.index, verdict)
+
+
+def _jobs(dataset: Dataset) -> Iterator[tuple[int, Sample | SampleError]]:
+    """The dataset's rows with their index; a repeated id becomes an error record, so no result is overwritten."""
+    seen: set[str] = set()
+    for index, item in enumerate(dataset):
+        if item.id in seen:
+            item = SampleError(id=f"{item.id}#{index}", index=index, error=f"duplicate sample id {item.id!r}",
+                               kind="duplicate_id")
+        seen.add(item.id)
+        yield index, item

@@ -6,6 +6,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from .metrics import budget_row, same_as
 
 
 def pct(x: float | None) -> str:
@@ -20,16 +23,23 @@ def ci(c: list[float] | None, digits: int = 2) -> str:
     return "-" if not c else f"[{c[0]:.{digits}f}, {c[1]:.{digits}f}]"
 
 
+def budget_label(by_budget: dict[str, dict[str, Any]], budget: int | str) -> str:
+    """``budget``, and the budget it repeats when no sample went that far."""
+    k = same_as(by_budget, budget)
+    return f"{budget}" if k is None else f"{budget}, same as budget {k}"
+
+
 def headline(s: dict[str, Any]) -> str:
     b = s["by_budget"]
-    first, last = b.get("0", {}), b.get(str(s["budget"]), {})
+    first, last = budget_row(b, 0), budget_row(b, s["budget"])
     p = s.get("p_value")
-    return (f"one-shot -> refined (budget {s['budget']}): mean overall {num(first.get('mean_overall'))} -> "
+    return (f"one-shot -> refined (budget {budget_label(b, s['budget'])}): mean overall "
+            f"{num(first.get('mean_overall'))} -> "
             f"{num(last.get('mean_overall'))} (delta {num(s.get('mean_delta'))}, "
             f"95% CI {ci(s.get('mean_delta_ci95'))}, "
             f"Wilcoxon p {'-' if p is None else f'{p:.2g}'}); pass rate {pct(first.get('pass_rate'))} -> "
-            f"{pct(last.get('pass_rate'))}; improvement rate {pct(s.get('improvement_rate'))}, "
-            f"regression rate {pct(s.get('regression_rate'))}")
+            f"{pct(last.get('pass_rate'))}; improvement rate (fail -> pass) {pct(s.get('improvement_rate'))}, "
+            f"regression rate (pass -> fail) {pct(s.get('regression_rate'))}")
 
 
 # Columns a narrow terminal leaves out (summary.json and ablation.json keep them all); never cut numbers short.
@@ -40,12 +50,16 @@ WIDE = 130
 def budget_table(by_budget: dict[str, dict[str, Any]], title: str, width: int = WIDE) -> Table:
     t = Table(title=title, title_justify="left")
     cols = ("budget", "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "re-edits", "calls/sample",
-            "cost/sample", "improved", "regressed")
+            "cost/sample", "fail->pass", "pass->fail")
     keep = [c for c in cols if width >= WIDE or c not in EXTRA_COLUMNS]
     for col in keep:
         t.add_column(col, justify="right", overflow="fold")
     for b in sorted(by_budget, key=int):
         r = by_budget[b]
+        if "same_as" in r:  # one short row for every budget past the last that changes anything
+            t.add_row(*(b if c == "budget" else f"same as budget {r['same_as']}" if c == "mean overall" else ""
+                        for c in keep))
+            continue
         calls = sum((r.get("tool_calls_per_sample") or {}).values())
         cells = dict(zip(cols, (
             b, str(r["n"]), num(r["mean_overall"]), ci(r["mean_overall_ci95"]), num(r["mean_sc"]), num(r["mean_pq"]),
@@ -58,7 +72,7 @@ def budget_table(by_budget: dict[str, dict[str, Any]], title: str, width: int = 
 
 def category_table(s: dict[str, Any]) -> Table:
     t = Table(title="By category (one-shot -> final)", title_justify="left")
-    for col in ("category", "n", "overall", "pass rate", "improved", "regressed", "mean delta"):
+    for col in ("category", "n", "overall", "pass rate", "fail->pass", "pass->fail", "mean delta"):
         t.add_column(col, justify="left" if col == "category" else "right", overflow="fold")
     for name, c in s["by_category"].items():
         t.add_row(name, str(c["n_samples"]),
@@ -69,35 +83,42 @@ def category_table(s: dict[str, Any]) -> Table:
     for label in ("macro", "micro"):
         a = avg.get(label)
         if a:
-            t.add_row(f"[bold]{label} mean[/]", "", f"{num(a['one_shot']['mean_overall'])} -> "
+            t.add_row(Text(f"{label} mean", style="bold"), "", f"{num(a['one_shot']['mean_overall'])} -> "
                       f"{num(a['final']['mean_overall'])}", f"{pct(a['one_shot']['pass_rate'])} -> "
                       f"{pct(a['final']['pass_rate'])}", pct(a.get("improvement_rate")), pct(a.get("regression_rate")),
                       num(a.get("mean_delta")))
     return t
 
 
+def samples_label(s: dict[str, Any]) -> str:
+    """"12 samples", or "incomplete: 12 of 40 samples" for a run that stopped part-way (run.json knows its size)."""
+    if s.get("complete") is False:
+        return f"incomplete: {s['n_samples']} of {s['n_expected']} samples"
+    return f"{s['n_samples']} samples"
+
+
 def print_summary(console: Console, s: dict[str, Any]) -> None:
-    console.print(budget_table(s["by_budget"], f"{s.get('dataset')}: {s['n_samples']} samples", console.width))
+    console.print(budget_table(s["by_budget"], f"{s.get('dataset')}: {samples_label(s)}", console.width))
     if s.get("by_category"):
         console.print(category_table(s))
-        console.print(f"[dim]{s['category_averages']['note']}[/]")
-    console.print(f"[bold]{headline(s)}[/]", soft_wrap=True)
+        console.print(s["category_averages"]["note"], style="dim")
+    console.print(headline(s), style="bold", soft_wrap=True)
     calls = ", ".join(f"{k} {v}" for k, v in s["tool_calls"].items())
     console.print(f"tool calls: {calls}; cost ${s['cost_usd']:.4f}", soft_wrap=True)
     if s["errors"]:
         console.print("errors (excluded, never scored): " + ", ".join(f"{k} {v}" for k, v in s["errors"].items()),
                       soft_wrap=True)
     for w in s.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        console.print(Text.assemble(("warning:", "yellow"), " ", w), soft_wrap=True)
 
 
 def print_ablation(console: Console, a: dict[str, Any]) -> None:
-    console.print(budget_table(a["by_budget"], "Budget ablation (replayed from one run, no new tool calls)",
-                               console.width))
-    console.print(f"[dim]replayable: {a['replayable']}[/]", soft_wrap=True)
+    console.print(budget_table(a["by_budget"], f"Budget ablation (replayed from one run, no new tool calls): "
+                               f"{samples_label(a)}", console.width))
+    console.print(f"replayable: {a['replayable']}", style="dim", soft_wrap=True)
     if a["eval_judge_is_loop_judge"]:
-        console.print("[yellow]warning:[/] the evaluation judge is the loop judge; gains are optimistic",
-                      soft_wrap=True)
+        console.print(Text.assemble(("warning:", "yellow"), " the evaluation judge is the loop judge; gains are "
+                                    "optimistic"), soft_wrap=True)
 
 
 def print_judge_eval(console: Console, r: dict[str, Any]) -> None:
@@ -109,4 +130,4 @@ def print_judge_eval(console: Console, r: dict[str, Any]) -> None:
               ", ".join(f"{k} {v}" for k, v in r["failures"].items()) or "0")
     console.print(t)
     if r.get("note"):
-        console.print(f"[yellow]note:[/] {r['note']}", soft_wrap=True)
+        console.print(Text.assemble(("note:", "yellow"), " ", r["note"]), soft_wrap=True)

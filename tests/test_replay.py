@@ -1,6 +1,6 @@
 import pytest
 
-from benchmarks.replay import NotReplayable, replay
+from benchmarks.replay import Cut, NotReplayable, cut, replay, replay_budgets
 from refine_agent.loop import LoopPolicy
 from refine_agent.types import CallRecord, Critique, Round, StopReason, Trajectory, Verdict
 
@@ -58,3 +58,26 @@ def test_a_rule_that_would_go_on_past_the_run_s_own_stop_is_refused() -> None:
     t = traj([rnd(0, 3), rnd(1, 9, passed=True, critique=False)], StopReason.passed)
     with pytest.raises(NotReplayable, match="passed"):
         replay(t, 3, LoopPolicy(stop_on_pass=False))
+
+
+def controlled(rounds: list[Round]) -> Trajectory:
+    t = traj(rounds, StopReason.controller_finished)
+    return t.model_copy(update={"controller": "scripted-controller", "best_round": 1})
+
+
+def test_a_controller_run_is_known_at_budget_0_and_its_own_budget_only() -> None:
+    """A controller plans with its whole budget in view: a run at budget 5 that finished at round 2 says
+    nothing about a run at budget 2, so no budget between 0 and 5 settles it (issue 8, Medium 5)."""
+    t = controlled([rnd(0, 3), rnd(1, 9), rnd(2, 6, critique=False)])
+    cuts = replay_budgets(t, [0, 1, 2, 3, 5], run_budget=5)
+    assert cuts.settles == 5
+    one_shot = cuts.at(0)
+    assert isinstance(one_shot, Cut) and one_shot.n_rounds == 1 and one_shot.calls_by_kind["critic"] == 0
+    for b in (1, 2, 3):
+        assert isinstance(cuts.at(b), NotReplayable), b
+        with pytest.raises(NotReplayable, match="controller"):
+            replay(t, b, run_budget=5)
+    whole = cuts.at(5)
+    assert isinstance(whole, Cut) and whole.n_rounds == 3 and whole.best_round == 1  # the controller's choice
+    assert whole == cuts.at(7) == cut(t, 5, run_budget=5)
+    assert replay(t, 5, run_budget=5).best_round == 1 and len(replay(t, 5, run_budget=5).rounds) == 3
