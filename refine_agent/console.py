@@ -52,15 +52,15 @@ def print_summary(console: Console, traj: Trajectory, out_dir: str | None = None
     best = traj.best
     u = traj.usage
     calls = ", ".join(f"{k} {n}" for k, n in u.calls.items() if n)
-    line = f"stop: [bold]{traj.stop_reason.value}[/]  best round: {traj.best_round}"
+    line = Text.assemble("stop: ", (traj.stop_reason.value, "bold"), f"  best round: {traj.best_round}")
     if best is not None and best.verdict is not None and best.verdict.overall is not None:
         first = traj.rounds[0].verdict
         start = f"{first.overall:.2f} -> " if first is not None and first.overall is not None else ""
-        line += f"  overall: {start}{best.verdict.overall:.2f}"
-    line += f"  calls: {calls or 'none'}"
+        line.append(f"  overall: {start}{best.verdict.overall:.2f}")
+    line.append(f"  calls: {calls or 'none'}")
     if u.cost_usd:
-        line += f"  cost: ${u.cost_usd:.4f}"
-    line += f"  time: {traj.seconds:.1f}s"
+        line.append(f"  cost: ${u.cost_usd:.4f}")
+    line.append(f"  time: {traj.seconds:.1f}s")
     console.print(line)
     if out_dir:
         final = f"{out_dir}/final.png and " if best is not None else ""

@@ -87,6 +87,15 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def parse_failure(exc: BaseException) -> str:
+    """Why a JSON/YAML/TOML text could not be read, in the user's terms (Python's own words name its internals)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, ValueError) and "digits" in str(exc):
+        return "a number with more than 4300 digits"
+    return describe(exc)
+
+
 def validation_message(exc: object, where: str) -> str:
     """Squeeze a pydantic ValidationError into one line: which field, what is wrong."""
     errors = getattr(exc, "errors", None)
@@ -98,5 +107,8 @@ def validation_message(exc: object, where: str) -> str:
         msg = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
+        given = err.get("input")
+        if isinstance(given, (str, int, float)) and not isinstance(given, bool) and len(str(given)) <= 80:
+            msg += f" (got {given!r})"  # the value as given, so the user sees which one is wrong
         parts.append(f"{loc}: {msg}")
     return f"{where} invalid: " + "; ".join(parts)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .errors import InputError, RefineAgentError, describe
 from .registry import KINDS, default_registry, load_target
@@ -54,10 +55,13 @@ def print_tools(console: Console, kind: str | None = None) -> None:
         table.add_column("options (-E/-J/-C key=value)")
         for entry in reg.entries(k):  # type: ignore[arg-type]
             summary, options = describe_entry(entry)
-            origin = "" if entry.origin == "built-in" else f"\n[dim]{entry.origin}[/]"
-            table.add_row(entry.name + origin, summary, "\n".join(options) or "-")
+            name = Text(entry.name)
+            if entry.origin != "built-in":
+                name.append(f"\n{entry.origin}", style="dim")
+            table.add_row(name, summary, "\n".join(options) or "-")
         console.print(table)
-    console.print("[dim]Simulation options of built-in tools: latency_ms (service time per call, holding one "
-                  "capacity slot), max_concurrency (capacity), fail_rate (seeded transient failures, retried).[/]")
-    console.print("[dim]Also: any my_pkg.module:Class that implements the protocol, and plugins registered under "
-                  "the entry-point groups refine_agent.editors / .judges / .critics / .controllers.[/]")
+    console.print("Simulation options of built-in tools: latency_ms (service time per call, holding one "
+                  "capacity slot), max_concurrency (capacity), fail_rate (seeded transient failures, retried).",
+                  style="dim")
+    console.print("Also: any my_pkg.module:Class that implements the protocol, and plugins registered under "
+                  "the entry-point groups refine_agent.editors / .judges / .critics / .controllers.", style="dim")
