@@ -6,14 +6,15 @@ be changed too where the stored rounds decide it; otherwise the command refuses 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from refine_agent.errors import InputError
 from refine_agent.loop import LoopPolicy
 from refine_agent.store import RunStore
 
-from .evaluate import collect, eval_key
-from .metrics import budget_stats, finite
+from .evaluate import budget_rows, collect, completeness, eval_key
+from .metrics import finite
 from .replay import replayable_fields
 
 
@@ -29,18 +30,20 @@ def parse_budgets(text: str) -> list[int]:
 
 def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int],
            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``ablation.json``: the same ``by_budget`` shape as ``summary.json``, one entry per budget."""
+    """``ablation.json``: the same ``by_budget`` shape as ``summary.json``: one entry per budget, each one past
+    the last that changes anything as ``{"same_as": k}``."""
     top = int(run_info["config"]["budget"]["max_rounds"])
     if budgets[-1] > top:
         raise InputError(f"budget {budgets[-1]} is beyond the run's --max-rounds {top}; a replay cannot add rounds. "
                          f"Rerun with --max-rounds {budgets[-1]} (or 'bench --budgets ...')")
     run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
     policy = run_policy.model_copy(update={k: v for k, v in (overrides or {}).items() if v is not None})
-    per_budget, _errors, totals = collect(store, run_info, budgets, policy)
-    if totals["not_replayable"]:
-        n = len(totals["not_replayable"])
-        raise InputError(f"cannot replay {_describe(overrides)}: {n} sample-budget pairs stopped by the run's own "
-                         f"rule where the new one would go on (first: {totals['not_replayable'][0]}). Replayable: "
+    collected = collect(store, run_info, budgets, policy)
+    by_budget, not_replayable = budget_rows(collected, budgets)
+    if not_replayable:
+        n = len(not_replayable)  # one reason per sample
+        raise InputError(f"cannot replay {_describe(overrides)}: {n} {'sample' if n == 1 else 'samples'} cannot be "
+                         f"replayed at every budget asked for (first: {not_replayable[0]}). Replayable: "
                          f"{replayable_fields(run_policy)}. Rerun with the new settings instead")
     ev = run_info.get("eval_judge") or {}
     return finite({
@@ -50,9 +53,23 @@ def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int],
         "replayable": replayable_fields(run_policy),
         "eval_judge": ev.get("identity"),
         "eval_judge_is_loop_judge": eval_key(run_info) is None,
-        "n_samples": totals["n_samples"],
-        "by_budget": {str(b): budget_stats(per_budget[b]) for b in budgets},
+        "n_samples": collected.totals["n_samples"],
+        **completeness(run_info, collected.totals["n_samples"]),
+        "by_budget": by_budget,
     })
+
+
+def ablation_file(budgets: list[int], overrides: dict[str, Any] | None = None) -> str:
+    """The file an ``ablate`` replay writes, named after what it replays, so replays never overwrite each other
+    or the ``ablation.json`` of ``bench --budgets``."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    parts = ["budgets", "_".join(map(str, budgets))]
+    names = {"threshold": "threshold", "patience": "patience", "stop_on_pass": "stop-on-pass"}
+    parts += [f"{names.get(k, k)}-{str(v).lower()}" for k, v in sorted(given.items())]
+    name = "ablation-" + "-".join(parts)
+    if len(name) > 120:  # a long list of budgets: a short stable name instead
+        name = "ablation-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name + ".json"
 
 
 def _describe(overrides: dict[str, Any] | None) -> str:

@@ -47,12 +47,26 @@ def rows(store: RunStore, run_info: dict[str, Any]) -> Iterator[dict[str, Any]]:
                    "seconds": round(sum(r.seconds.values()), 6), "cost_usd": r.usage.cost_usd, "error": r.error}
 
 
-def export(store: RunStore, run_info: dict[str, Any], fmt: str) -> Path:
+def check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
-    out = store.dir / "export" / f"rounds.{fmt}"
-    out.parent.mkdir(exist_ok=True)
+
+
+def export(store: RunStore, run_info: dict[str, Any], fmt: str, out_dir: Path | None = None) -> Path:
+    """Write ``rounds.<fmt>`` to ``out_dir`` (default RUN_DIR/export); image paths stay relative to the run."""
+    check_format(fmt)
+    out = (out_dir if out_dir is not None else store.dir / "export") / f"rounds.{fmt}"
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        _write(tmp, fmt, store, run_info)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _write(tmp: Path, fmt: str, store: RunStore, run_info: dict[str, Any]) -> None:
     if fmt == "csv":
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -65,8 +79,6 @@ def export(store: RunStore, run_info: dict[str, Any], fmt: str) -> Path:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:
         _write_parquet(tmp, rows(store, run_info))
-    tmp.replace(out)
-    return out
 
 
 def _write_parquet(path: Path, data: Iterator[dict[str, Any]], batch: int = 2048) -> None:

@@ -36,7 +36,7 @@ def read_run(store: RunStore) -> dict[str, Any]:
 
 
 async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runtime: RuntimeConfig | None = None,
-                  on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+                  on_sample: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Evaluate every round of every finished sample with ``spec``; return the updated run info."""
     info = read_run(store)
     judge = create_tool("judge", spec.spec, spec.options)
@@ -50,7 +50,7 @@ async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runt
         if rec.status == "done" and rec.trajectory is not None and rec.inputs is not None:
             await _judge_sample(store, rt, judge, key, seed, rec)
         if on_sample is not None:
-            on_sample()
+            on_sample(rt.stats)  # the progress bar shows the calls and cost so far
 
     if not same:  # run.json names the new judge only once every sample has its verdicts
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,13 +33,13 @@ from typing import Any
 
 from refine_agent.errors import InputError
 from refine_agent.loop import LoopPolicy
-from refine_agent.outputs import write_json
-from refine_agent.store import RunStore, SampleRecord
+from refine_agent.outputs import FilesTarget
+from refine_agent.store import RunStore, SampleRecord, open_run
 from refine_agent.types import Verdict
 
 from .evaluate import eval_key
 from .metrics import TIE_EPS, Score, bootstrap_ci, score_of
-from .replay import NotReplayable, replay
+from .replay import NotReplayable, cut
 
 OUTCOMES = ("improved", "regressed", "unchanged", "error")
 OUTCOME_HELP = {
@@ -150,7 +151,7 @@ def thumbnail(store: RunStore, sha: str, max_px: int = THUMB_PX) -> str | None:
 
 
 def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, policy: LoopPolicy,
-            browse: bool) -> SampleView:
+            browse: bool, run_budget: int | None = None) -> SampleView:
     view = SampleView(sample_id=rec.sample_id, index=rec.index, category=rec.category or "uncategorized",
                       instruction=rec.instruction or "", outcome="error", one_shot=Score("missing"),
                       final=Score("missing"))
@@ -169,8 +170,9 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
         view.reason = f"the one-shot edit failed: {(first.error if first else None) or traj.stop_reason.value}"
     else:
         try:
-            rp = replay(traj, budget, None, policy)
-            view.final_round = rp.best_round if rp.best_round is not None else 0
+            # no copies of the rounds: linear in them
+            kept = cut(traj, budget, None, policy, run_budget=run_budget).best_round
+            view.final_round = kept if kept is not None else 0
         except NotReplayable as exc:
             view.reason = str(exc)
     if view.final_round is not None:
@@ -203,11 +205,12 @@ def collect_report(store: RunStore, run_info: dict[str, Any], budget: int, max_s
     """Stream every sample once for the outcomes, deltas and pass transitions, keeping the first
     ``max_samples`` records of each outcome; the cards are made for those ``pick_cards`` chooses."""
     policy = LoopPolicy.model_validate(run_info["config"]["policy"])
+    run_budget = int(run_info["config"]["budget"]["max_rounds"])
     key = eval_key(run_info)
     data = ReportData(budget=budget, max_samples=max_samples)
     kept: dict[str, list[SampleRecord]] = {o: [] for o in OUTCOMES}
     for rec in store.iter_samples():
-        view = _sample(store, rec, key, budget, policy, browse=False)
+        view = _sample(store, rec, key, budget, policy, browse=False, run_budget=run_budget)
         data.n_total += 1
         data.counts[view.outcome] += 1
         if len(kept[view.outcome]) < max_samples:
@@ -220,7 +223,7 @@ def collect_report(store: RunStore, run_info: dict[str, Any], budget: int, max_s
                 data.transitions.append((a.passed, b.passed))
     chosen = pick_cards({o: [r.sample_id for r in recs] for o, recs in kept.items()}, max_samples)
     cards = sorted((r for recs in kept.values() for r in recs if r.sample_id in chosen), key=lambda r: r.index)
-    data.samples = [_sample(store, rec, key, budget, policy, browse=True) for rec in cards]
+    data.samples = [_sample(store, rec, key, budget, policy, browse=True, run_budget=run_budget) for rec in cards]
     return data
 
 
@@ -242,36 +245,45 @@ def pick_cards(by_outcome: dict[str, list[str]], limit: int) -> set[str]:
     return {sid for o, ids in by_outcome.items() for sid in ids[:share[o]]}
 
 
-def read_run_info(store: RunStore) -> dict[str, Any]:
-    info = store.read_run_info()
-    if info is None:
-        raise InputError(f"{store.dir} is not a run directory (no run.json); make one with 'refine-agent bench'")
-    return info
+@dataclass
+class Report:
+    summary: dict[str, Any]  # summary.json's, with the report's own warnings (such as a damaged ablation.json)
+    html: Path
+    plots: Path
 
 
-def load_summary(store: RunStore, run_info: dict[str, Any]) -> dict[str, Any]:
-    """The run's summary, recomputed from the records (cheap, and never stale) and written to summary.json."""
-    from .evaluate import summarize
+def read_ablation(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``ablation.json`` of ``bench --budgets``, for the page's ablation section: (None, None) when there is
+    none, and (None, a warning that names the file and what to do) when it is damaged."""
+    from .report_html import budget_table
 
-    summary = summarize(store, run_info)
-    write_json(store.dir / "summary.json", summary)
-    return summary
-
-
-def report_summary(run_dir: Path) -> dict[str, Any]:
-    """The summary the report uses (for the CLI's terminal table)."""
-    store = RunStore(run_dir, writer=False)
+    if not path.exists():
+        return None, None
     try:
-        return load_summary(store, read_run_info(store))
-    finally:
-        store.close()
+        ablation = json.loads(path.read_text(encoding="utf-8-sig"))
+        budget_table(ablation["by_budget"])  # what the page shows of it: it fails here as it would on the page
+    except OSError as exc:
+        why = f"cannot be read: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        why = "is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        why = f"is not valid JSON ({exc.msg} at line {exc.lineno})"
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        why = "is not an ablation file (no by_budget table of numbers)"
+    else:
+        return ablation, None
+    return None, (f"{path} {why}, so the report leaves out the budget ablation. Delete or move the file to "
+                  "silence this; 'refine-agent ablate RUN_DIR --budgets ...' recomputes the ablation")
 
 
-def make_plots(run_dir: Path, summary: dict[str, Any], data: ReportData) -> dict[str, Path]:
+REPORT_FILES = ["summary.json", "report.html", "plots/budget.png", "plots/gain_by_category.png", "plots/deltas.png"]
+
+
+def make_plots(out_dir: Path, summary: dict[str, Any], data: ReportData) -> dict[str, Path]:
     """``plots/budget.png``, ``plots/gain_by_category.png`` and ``plots/deltas.png``."""
     from .plots import budget_curves, delta_histogram, gain_by_category
 
-    plots = run_dir / "plots"
+    plots = out_dir / "plots"
     name = summary.get("dataset") or ""
     return {
         "budget": budget_curves(summary["by_budget"], plots / "budget.png", title=f"{name}: one-shot is budget 0"),
@@ -282,29 +294,44 @@ def make_plots(run_dir: Path, summary: dict[str, Any], data: ReportData) -> dict
     }
 
 
-def write_report(run_dir: Path, *, max_samples: int = 200) -> Path:
-    """Write ``RUN_DIR/report.html`` (self-contained) and ``RUN_DIR/plots/*.png``; return the HTML's path."""
+def make_report(run_dir: Path, out_dir: Path | None = None, *, max_samples: int = 200,
+                force: bool = False) -> Report:
+    """Write summary.json, report.html (self-contained) and plots/*.png to ``out_dir`` (default: the run
+    directory), reading the run read-only. summary.json is never replaced by one with fewer samples unless
+    ``force``."""
+    from .evaluate import summarize
     from .report_html import render
+    from .summary_file import save_summary
 
     if max_samples < 0:
         raise InputError(f"max_samples must be 0 or more, not {max_samples}")
     run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise InputError(f"{run_dir} is not a run directory (no run.json); make one with 'refine-agent bench'")
-    store = RunStore(run_dir, writer=False)
+    store, info = open_run(run_dir)
     try:
-        info = read_run_info(store)
-        summary = load_summary(store, info)
+        target = FilesTarget.choose(out_dir, run_dir, REPORT_FILES, force=force, what="report")
+        summary = summarize(store, info)
+        out_dir = target.open()
+        save_summary(out_dir / "summary.json", summary, force=force)
         data = collect_report(store, info, int(summary["budget"]), max_samples)
     finally:
         store.close()
-    ablation_path = run_dir / "ablation.json"
-    ablation = json.loads(ablation_path.read_text(encoding="utf-8")) if ablation_path.exists() else None
-    plots = make_plots(run_dir, summary, data)
+    ablation, damaged = read_ablation(run_dir / "ablation.json")
+    if damaged is not None:  # shown in the terminal and on the page; summary.json is about the records only
+        summary = {**summary, "warnings": [*summary.get("warnings", []), damaged]}
+    plots = make_plots(out_dir, summary, data)
     uris = {k: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii") for k, p in plots.items()}
     page = render(info, summary, data, uris, ablation, run_name=run_dir.resolve().name)
-    out = run_dir / "report.html"
-    tmp = out.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    out = out_dir / "report.html"
+    tmp = out.with_name(f".report.html.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    target.close()
+    return Report(summary=summary, html=out, plots=out_dir / "plots")
+
+
+def write_report(run_dir: Path, *, max_samples: int = 200) -> Path:
+    """Write ``RUN_DIR/report.html`` (self-contained) and ``RUN_DIR/plots/*.png``; return the HTML's path."""
+    return make_report(run_dir, max_samples=max_samples).html

@@ -19,13 +19,25 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import InputError
+from .errors import InputError, describe
 from .images import Image, decode_image
+from .store_access import (
+    FIX,
+    RunInUse,  # noqa: F401 (re-exported: callers catch it as refine_agent.store.RunInUse)
+    StoreError,
+    connect,
+    folder_writable,
+    pending_wal,
+    reader_lock,
+    store_error,
+    writer_lock,
+)
 from .types import ControllerDecision, Critique, EditResult, Round, Trajectory, Usage, Verdict
 
 STORE_SCHEMA_VERSION = 1
@@ -44,6 +56,7 @@ CREATE TABLE IF NOT EXISTS evals (
     PRIMARY KEY (judge, sample_id, round));
 CREATE INDEX IF NOT EXISTS samples_by_idx ON samples (idx);
 """
+_REQUIRED_TABLES = {"meta", "results", "samples", "rounds", "evals"}
 
 
 class SampleInputs(BaseModel):
@@ -89,52 +102,114 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-class RunInUse(InputError):
-    """Another process is writing to the same run directory."""
-
-
 class RunStore:
     """One run directory. Thread-safe: one connection, one lock; call it from worker threads."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, writer: bool = True) -> None:
-        """Open (or create) a run directory. A writer holds an exclusive lock on it for its lifetime, so two
-        processes never write one run; readers (report, export, ablate) take no lock."""
+    def __init__(self, run_dir: str | os.PathLike[str], *, writer: bool = True, create: bool = True) -> None:
+        """Open a run directory. A writer holds an exclusive lock on it for its lifetime, so two processes never
+        write one run, and makes the store when ``create`` (bench); otherwise the store must exist (rejudge).
+        A reader (report, export, ablate) opens the store read-only and never creates or changes anything
+        (see ``store_access``). A missing, empty, damaged or foreign store is a ``StoreError`` naming the file."""
         self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "images").mkdir(exist_ok=True)
+        self.db_path = self.dir / "records.sqlite"
+        self.writer = writer
         self._lock = threading.Lock()
-        self._lockfile = self._take_lock() if writer else None
-        self._db = sqlite3.connect(self.dir / "records.sqlite", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # fsync every commit: a finished record survives a crash
-        self._db.executescript(_TABLES)
-        self._exec("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(STORE_SCHEMA_VERSION),))
-        version = int(self._query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
-        if version != STORE_SCHEMA_VERSION:
-            raise InputError(f"{self.dir} was written by a store of schema {version}; this version reads "
-                             f"schema {STORE_SCHEMA_VERSION}. Use a new --run-dir.")
-
-    def _take_lock(self) -> Any:
-        import fcntl
-
-        f = open(self.dir / ".lock", "a+")  # noqa: SIM115 (held open until close())
+        self._lockfile: Any = None
+        if writer and create and not (self.run_json.exists() and not self._has_records()):
+            self.dir.mkdir(parents=True, exist_ok=True)
+        else:  # run.json without its records means the results were deleted: say so, never start afresh
+            self._require_file()
+        existed = self._has_records()
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise RunInUse(f"{self.dir} is in use by another refine-agent process (bench or rejudge); wait for it "
-                           "to finish or stop it first") from None
-        return f
+            self._db = self._open_writer() if writer else self._open_reader()
+            self._db.execute("PRAGMA busy_timeout=10000")
+            if existed:
+                self._check_schema()  # before any write: never change a file that is not our store
+            if writer:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # fsync every commit: a finished record survives a crash
+            if not existed:
+                self._create_tables()
+            if writer:
+                (self.dir / "images").mkdir(exist_ok=True)
+        except sqlite3.Error as exc:
+            self.close()
+            raise (store_error(exc, self.db_path) or exc) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _has_records(self) -> bool:
+        return self.db_path.is_file() and self.db_path.stat().st_size > 0
+
+    def _create_tables(self) -> None:
+        with self._lock:  # all at once: a kill midway leaves an empty file, never half a schema
+            self._db.execute("BEGIN IMMEDIATE")
+            for statement in _TABLES.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(STORE_SCHEMA_VERSION),))
+            self._db.execute("COMMIT")
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self._lockfile = writer_lock(self.dir)
+        return connect(self.db_path)
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """Immutable (no file touched) while our shared lock keeps writers out and no commit waits in the WAL;
+        otherwise read-only through the WAL, which needs a folder SQLite can add its -shm file to."""
+        wal = pending_wal(self.db_path)
+        lock = reader_lock(self.dir) if wal is None else None
+        if lock is not None:
+            self._lockfile = lock
+            return connect(self.db_path, "immutable")
+        if not folder_writable(self.dir):
+            if wal is not None:
+                raise StoreError(f"{wal} holds results not yet merged into {self.db_path.name}, and {self.dir} is "
+                                 "not writable, so they cannot be read safely; run the command where the folder "
+                                 "is writable")
+            return connect(self.db_path, "immutable")  # a folder no one here can write: nothing can change
+        return connect(self.db_path, "ro")
+
+    def _require_file(self) -> None:
+        if not self.dir.is_dir():
+            raise StoreError(f"{self.dir} is not a run directory (no such folder); make one with 'refine-agent "
+                             "bench'")
+        if not self.db_path.is_file():
+            raise StoreError(f"{self.db_path} is missing, so this run's results are gone; {FIX}")
+        if self.db_path.stat().st_size == 0:
+            raise StoreError(f"{self.db_path} is empty (0 bytes), so this run's results are gone; {FIX}")
+
+    def _check_schema(self) -> None:
+        tables = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not _REQUIRED_TABLES <= tables:
+            missing = ", ".join(sorted(_REQUIRED_TABLES - tables))
+            raise StoreError(f"{self.db_path} holds no run records (tables {missing} are missing); {FIX}")
+        rows = self._query("SELECT value FROM meta WHERE key='schema_version'")
+        version = int(rows[0][0]) if rows and str(rows[0][0]).isdigit() else None
+        if version != STORE_SCHEMA_VERSION:
+            raise StoreError(f"{self.db_path} was written by a store of schema {version}; this version reads "
+                             f"schema {STORE_SCHEMA_VERSION}. Use a new --run-dir.")
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
-        with self._lock:
+        with self._lock, self._damage_as_error():
             self._db.execute(sql, args)
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._damage_as_error():
             return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _damage_as_error(self) -> Iterator[None]:
+        """A damaged or unusable database file is the user's to fix: say which file and what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            err = store_error(exc, self.db_path)
+            if err is None:
+                raise
+            raise err from None
 
     def __enter__(self) -> RunStore:
         return self
@@ -143,11 +218,22 @@ class RunStore:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        db = getattr(self, "_db", None)
+        if db is not None:
+            with self._lock:
+                db.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
         if self._lockfile is not None:
             self._lockfile.close()
             self._lockfile = None
+
+    def require_samples(self) -> None:
+        """Readers need something to read: a store with no sample record is an error, never '0 samples'."""
+        if not self._query("SELECT 1 FROM samples LIMIT 1"):
+            raise StoreError(f"{self.db_path} holds no finished sample yet; wait for 'refine-agent bench' to finish "
+                             "one, or continue it with --resume")
 
     @property
     def is_empty(self) -> bool:
@@ -162,9 +248,25 @@ class RunStore:
         _fsync_write(self.run_json, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode())
 
     def read_run_info(self) -> dict[str, Any] | None:
+        """run.json, or None when there is none yet; a damaged one is a ``StoreError`` naming it."""
         if not self.run_json.exists():
             return None
-        return json.loads(self.run_json.read_text(encoding="utf-8"))
+        try:
+            info = json.loads(self.run_json.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.run_json} is damaged ({describe(exc)}); restore it from a backup, or start a "
+                             "new run with another --run-dir") from None
+        if not isinstance(info, dict):
+            raise StoreError(f"{self.run_json} is damaged (not a run description); restore it from a backup, or "
+                             "start a new run with another --run-dir")
+        return info
+
+    def require_run_info(self) -> dict[str, Any]:
+        info = self.read_run_info()
+        if info is None:
+            raise StoreError(f"{self.run_json} is missing, so {self.dir} is not a run directory; make one with "
+                             "'refine-agent bench'")
+        return info
 
     # -- images --------------------------------------------------------------------------------------------
     def image_path(self, sha: str) -> Path:
@@ -179,9 +281,14 @@ class RunStore:
 
     def get_image(self, sha: str) -> Image:
         path = self.image_path(sha)
-        img = decode_image(path.read_bytes(), name=str(path), max_pixels=2**62)
+        try:
+            img = decode_image(path.read_bytes(), name=str(path), max_pixels=2**62)
+        except InputError as exc:
+            raise StoreError(f"{path} is damaged ({exc}); delete it and run 'bench --resume' to make it again") \
+                from None
         if img.sha256 != sha:
-            raise InputError(f"{path} is damaged: its pixels do not match its name; delete it and --resume")
+            raise StoreError(f"{path} is damaged: its pixels do not match its name; delete it and run "
+                             "'bench --resume' to make it again")
         return img
 
     # -- tool results (the on-disk cache) ------------------------------------------------------------------
@@ -282,6 +389,20 @@ class RunStore:
     def evals(self, judge: str, sample_id: str) -> dict[int, Verdict]:
         rows = self._query("SELECT round, verdict FROM evals WHERE judge=? AND sample_id=?", (judge, sample_id))
         return {r: Verdict.model_validate_json(v) for r, v in rows}
+
+
+def open_run(run_dir: str | os.PathLike[str], *, writer: bool = False) -> tuple[RunStore, dict[str, Any]]:
+    """An existing run with at least one sample, and its run.json: for report, export and ablate (read-only,
+    nothing created or changed) and rejudge (a writer that never creates a store). A missing, empty or
+    damaged store or run.json is a ``StoreError`` naming the file."""
+    store = RunStore(run_dir, writer=writer, create=False)
+    try:
+        info = store.require_run_info()
+        store.require_samples()
+    except BaseException:
+        store.close()
+        raise
+    return store, info
 
 
 # -- result codec -------------------------------------------------------------------------------------------

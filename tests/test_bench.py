@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.metrics import budget_row
 from refine_agent.cli import app
 from refine_agent.store import RunStore
 
@@ -51,6 +52,9 @@ def test_bench_writes_a_run_directory_and_the_summary_contract(tmp_path: Path) -
     assert s["n_samples"] == 18 and set(s["by_budget"]) == {"0", "1", "2"}
     assert s["eval_judge_is_loop_judge"] is True and s["warnings"]
     for b in s["by_budget"].values():
+        if "same_as" in b:  # a budget past every sample's last round names the row it repeats (issue 8, #5)
+            assert set(b) == {"same_as"} and str(b["same_as"]) in s["by_budget"]
+            continue
         assert {"mean_overall", "mean_sc", "mean_pq", "pass_rate", "mean_rounds", "tool_calls_per_sample",
                 "cost_per_sample", "seconds_per_sample"} <= set(b)
     assert set(s["tool_calls"]) >= {"editor", "judge", "critic"}
@@ -79,7 +83,8 @@ def test_ablate_command_and_its_refusals(tmp_path: Path) -> None:
     cli("bench", "synthetic", "--run-dir", str(run), "--limit", "12", "--max-rounds", "2")
     out = cli("ablate", str(run), "--budgets", "0,2", "--patience", "1")
     assert "Budget ablation" in out
-    a = json.loads((run / "ablation.json").read_text())
+    assert not (run / "ablation.json").exists()  # that name is bench --budgets'; a replay is named after itself
+    a = json.loads((run / "ablation-budgets-0_2-patience-1.json").read_text())
     assert a["budgets"] == [0, 2] and a["policy"]["patience"] == 1
     r = runner.invoke(app, ["ablate", str(run), "--budgets", "0,5"])
     assert r.exit_code == 2 and "beyond the run's --max-rounds 2" in r.output
@@ -92,6 +97,26 @@ def test_ablate_command_and_its_refusals(tmp_path: Path) -> None:
     cli("ablate", str(patient), "--budgets", "3", "--threshold", "7")  # only stops earlier: replayable
     r = runner.invoke(app, ["ablate", str(patient), "--budgets", "3", "--patience", "2"])
     assert r.exit_code == 2 and "cannot replay patience=2" in r.output
+
+
+def test_report_on_a_damaged_ablation_json_warns_and_leaves_the_section_out(tmp_path: Path) -> None:
+    """A damaged ablation.json (issue 8: name the file and say what to do) is a warning, not an internal error:
+    the report is written without the ablation section, and summary.json stays about the records."""
+    run = tmp_path / "run"
+    cli("bench", "synthetic", "--run-dir", str(run), "--limit", "4", "--budgets", "0,1,2")
+    path = run / "ablation.json"
+    good = path.read_text()
+    for damage, why in ((good[: len(good) // 2], "is not valid JSON"), ("[1, 2]", "is not an ablation file"),
+                        ('{"by_budget": {"x": 1}}', "is not an ablation file")):
+        path.write_text(damage)
+        out = " ".join(cli("report", str(run)).split())
+        assert f"warning: {path} {why}" in out and "leaves out the budget ablation" in out, out
+        assert "refine-agent ablate RUN_DIR --budgets" in out
+        page = (run / "report.html").read_text()
+        assert "leaves out the budget ablation" in page and "<h2>Budget ablation</h2>" not in page
+        assert not any("ablation" in w for w in summary(run)["warnings"])
+    path.write_text(good)
+    assert "ablation" not in cli("report", str(run))
 
 
 def test_resume_refuses_settings_that_change_results(tmp_path: Path) -> None:
@@ -375,4 +400,5 @@ def test_failures_after_round_0_are_counted(tmp_path: Path) -> None:
     assert s["errors"]["eval_one_shot_error"] == first_judge_fail
     assert s["errors"]["loop_judge_error"] == late_judge_fail
     assert s["errors"]["loop_editor_failed"] == late_edit_fail
-    assert "errors" in s["by_budget"]["0"] and "errors" in s["by_budget"]["3"]
+    # no sample may reach round 3 here: then budget 3 is {"same_as": k} and row k holds its numbers (issue 8, #5)
+    assert "errors" in s["by_budget"]["0"] and "errors" in budget_row(s["by_budget"], 3)

@@ -205,6 +205,9 @@ def test_edit_and_bench_from_the_cli_with_openai_base_url(fake_api: FakeAPI, tmp
     assert r.exit_code == 0, r.output
     traj = json.loads((tmp_path / "out" / "trajectory.json").read_text())
     assert traj["usage"]["cost_usd"] > 0 and traj["rounds"][0]["verdict"]["info"]["model"] == "fake-model"
+    both = json.dumps({**json.loads(SC), **json.loads(PQ), "analysis": "fine", "satisfied": True, "instruction": "",
+                       "base": "current"})
+    fake_api.on("chat", lambda r: chat_reply(both))  # judge+critic: one reply holds the judgment and the critique
     r = _cli("bench", "synthetic", "--limit", "3", "--run-dir", str(tmp_path / "run"), "--judge", "openai:gpt-4o",
              "-J", f"api_key={KEY}", "--critic", "from-judge", "-J", "mode=judge+critic", "--max-rounds", "1",
              env=env)
