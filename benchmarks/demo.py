@@ -15,14 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
+from refine_agent import __version__
 from refine_agent.budget import Budget
 from refine_agent.loop import refine
-from refine_agent.outputs import write_json, write_outputs
+from refine_agent.outputs import (
+    FORCE_NOTE,
+    PROGRAM,
+    OutputConflict,
+    OutputDir,
+    check_folder,
+    write_json,
+    write_outputs,
+    written_by_us,
+)
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime
+from refine_agent.terminal import text_column
 from refine_agent.types import JudgeRequest, Trajectory, Verdict
 from tools.synthetic.generate import SyntheticSample, iter_samples
 
@@ -74,7 +86,7 @@ def summarise(outcomes: list[Outcome], final: bool, exact: bool = False) -> dict
 
 async def run_set(samples: list[SyntheticSample], *, critic: str, max_rounds: int, skill: float, noise: float,
                   seed: int, concurrency: int, on_done: Callable[[Outcome], None] | None = None,
-                  out: Path | None = None) -> DemoRun:
+                  out: Path | None = None, force: bool = False) -> DemoRun:
     """Refine every sample, ``concurrency`` at a time, under one runtime (shared tool limits).
 
     With a noisy loop judge, round 0 and the chosen round are also scored by the exact verifier, so the
@@ -95,7 +107,7 @@ async def run_set(samples: list[SyntheticSample], *, critic: str, max_rounds: in
                                   budget=Budget(max_rounds=max_rounds), seed=seed, sample_id=sample.id,
                                   runtime=runtime)
             if out is not None:
-                await asyncio.to_thread(write_outputs, out / critic / sample.id, result, source)
+                await asyncio.to_thread(write_outputs, out / critic / sample.id, result, source, force=force)
             outcome = Outcome(sample, result.trajectory)
             best = result.trajectory.best
             if exact_judge is not None and best is not None:
@@ -115,13 +127,16 @@ async def run_set(samples: list[SyntheticSample], *, critic: str, max_rounds: in
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("passed {task.fields[passed]}"), TextColumn("calls {task.fields[calls]}"),
+    return Progress(text_column("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    text_column("passed {task.fields[passed]}"), text_column("calls {task.fields[calls]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 
 
 def run_demo(console: Console, *, n: int = 100, seed: int = 0, max_rounds: int = 3, skill: float = 0.5,
-             noise: float = 0.0, concurrency: int = 16, baseline: bool = True, out: Path | None = None) -> dict:
+             noise: float = 0.0, concurrency: int = 16, baseline: bool = True, out: Path | None = None,
+             force: bool = False) -> dict:
+    if out is not None:
+        claim_demo_folder(out, force)
     samples = list(iter_samples(n, seed))
     runs: list[DemoRun] = []
     critics = ["rule", "repeat"] if baseline else ["rule"]
@@ -136,12 +151,32 @@ def run_demo(console: Console, *, n: int = 100, seed: int = 0, max_rounds: int =
                                 calls=t.fields["calls"] + o.trajectory.usage.total_calls)
 
             runs.append(asyncio.run(run_set(samples, critic=critic, max_rounds=max_rounds, skill=skill, noise=noise,
-                                            seed=seed, concurrency=concurrency, on_done=done, out=out)))
+                                            seed=seed, concurrency=concurrency, on_done=done, out=out,
+                                            force=force)))
     summary = _report(console, runs, n=n, seed=seed, max_rounds=max_rounds, skill=skill, noise=noise)
     if out is not None:
-        write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", {**summary, "written_by": {"program": PROGRAM, "version": __version__}})
         console.print(f"wrote per-sample outputs and {out / 'summary.json'}")
     return summary
+
+
+def claim_demo_folder(out: Path, force: bool) -> None:
+    """The demo writes OUT/rule/<id>/, OUT/repeat/<id>/ and OUT/summary.json: refuse, before any work, a folder
+    that holds anything else, or a sample folder that is not ours and intact (see outputs.OutputDir)."""
+    check_folder(out)
+    if force or not out.is_dir():
+        return
+    foreign = [p.name for p in out.iterdir() if p.name not in ("rule", "repeat", "summary.json")]
+    if (out / "summary.json").exists() and written_by_us(out / "summary.json") is None:
+        foreign.append("summary.json")
+    if foreign:
+        raise OutputConflict(f"--out {out} holds {', '.join(sorted(foreign)[:3])}, which the demo did not write; "
+                             f"use an empty or new folder, or {FORCE_NOTE}")
+    for critic in ("rule", "repeat"):
+        folder = out / critic
+        if folder.exists():
+            for sample in (folder.iterdir() if folder.is_dir() else [folder]):
+                OutputDir.claim(sample)  # raises for a folder of someone else's, or one the user changed
 
 
 def _pct(x: float) -> str:
@@ -183,23 +218,23 @@ def _report(console: Console, runs: list[DemoRun], **settings: Any) -> dict[str,
         cats.add_row(name, str(len(group)), _pct(a), _pct(b))
     console.print(cats)
     refined = summary["rule"]
-    console.print(
-        f"[bold]Pass rate {_pct(one['pass_rate'])} -> {_pct(refined['pass_rate'])}[/] "
-        f"({100 * (refined['pass_rate'] - one['pass_rate']):+.0f} points); mean overall "
-        f"{_num(one['mean_overall'])} -> {_num(refined['mean_overall'])}.")
+    console.print(Text.assemble(
+        (f"Pass rate {_pct(one['pass_rate'])} -> {_pct(refined['pass_rate'])}", "bold"),
+        f" ({100 * (refined['pass_rate'] - one['pass_rate']):+.0f} points); mean overall "
+        f"{_num(one['mean_overall'])} -> {_num(refined['mean_overall'])}."))
     if settings["noise"] > 0:
         a, b = summarise(main.outcomes, False, exact=True), summarise(main.outcomes, True, exact=True)
         summary["exact"] = {"one_shot": a, "rule": b}
-        console.print(
-            f"[bold]Scored by the exact verifier instead:[/] pass rate {_pct(a['pass_rate'])} -> "
+        console.print(Text.assemble(
+            ("Scored by the exact verifier instead:", "bold"), f" pass rate {_pct(a['pass_rate'])} -> "
             f"{_pct(b['pass_rate'])} ({100 * (b['pass_rate'] - a['pass_rate']):+.0f} points); mean overall "
             f"{_num(a['mean_overall'])} -> {_num(b['mean_overall'])}. The difference from the line above is how far "
-            "the noisy loop judge's own numbers are from the truth.")
+            "the noisy loop judge's own numbers are from the truth."))
     console.print(
-        "[dim]The loop judge is also the evaluation judge in the tables above. verify is "
+        "The loop judge is also the evaluation judge in the tables above. verify is "
         + (f"given seeded noise (std {settings['noise']})." if settings["noise"] > 0
            else "exact on synthetic scenes (noise 0), so this measures the policy, not judge noise; "
            "try --judge-noise 1.5 to compare a noisy judge's numbers with the exact ones.")
-        + " sim is a simulated editor: the numbers describe the simulation, not any real model.[/]")
+        + " sim is a simulated editor: the numbers describe the simulation, not any real model.", style="dim")
     summary["eval_judge_is_loop_judge"] = True
     return summary

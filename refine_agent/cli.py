@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
 try:  # typer vendors click in recent releases
@@ -20,8 +19,9 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
 
 from . import __version__
-from .cli_options import OutOpt, config_from_flags, with_run_options
+from .cli_options import ForceOpt, OutOpt, config_from_flags, seed_option, with_run_options
 from .errors import InputError, RefineAgentError, describe
+from .terminal import make_console, styled
 
 Abort = typer.Abort
 
@@ -38,10 +38,10 @@ class _OneLineErrors(TyperGroup):
                 sys.exit(0 if exc.ctx is None else exc.exit_code)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            err_console.print(f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
+            print_error(f"{exc.format_message()}{hint}")
             sys.exit(exc.exit_code)
         except Abort:
-            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            print_error("aborted")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -59,13 +59,21 @@ app = typer.Typer(
 datasets_app = typer.Typer(help="Make datasets for benchmarks and demos.", no_args_is_help=True, cls=_OneLineErrors)
 app.add_typer(datasets_app, name="datasets")
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 _state = {"debug": False}
 
 
+def print_error(message: str) -> None:
+    err_console.print(styled(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def print_warning(message: str, label: str = "warning:") -> None:
+    err_console.print(styled((label, "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
 def _fail(message: str, code: int) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -109,10 +117,11 @@ def _root(
     _state["debug"] = debug
 
 
-def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, **flags: object) -> None:
+def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, force: bool,
+         **flags: object) -> None:
     from .config import public_dump
     from .images import load_image
-    from .outputs import write_outputs
+    from .outputs import OutputDir
     from .session import build_tools, run_one
 
     with handled():
@@ -121,8 +130,9 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
         cfg = config_from_flags(**flags)  # type: ignore[arg-type]
         src = load_image(source, max_pixels=cfg.max_pixels)
         given = load_image(edited, max_pixels=cfg.max_pixels) if edited is not None else None
-        tools = build_tools(cfg)
         out_dir = out or Path("refine-agent-out") / source.stem
+        target = OutputDir.claim(out_dir, inputs=(source, edited), force=force)  # before any tool call
+        tools = build_tools(cfg)
 
         with console.status("refining ...", spinner="dots") as status:
             def on_round(rnd: object) -> None:
@@ -138,7 +148,7 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
                     await tools.aclose()
 
             result = asyncio.run(run_and_close())
-        written = write_outputs(out_dir, result, src, config=public_dump(cfg))  # failed runs keep their record too
+        written = target.write(result, src, config=public_dump(cfg))  # failed runs keep their record too
         first = result.trajectory.rounds[0]
         if first.image is None and result.failure is not None:  # nothing was made: just say why
             _fail(f"{result.failure} (record: {written})", result.failure.exit_code)
@@ -163,7 +173,7 @@ def _exit_for(result: object) -> None:
                   1)
         _fail(f"no scored result: {why}", 1)
     if failure is not None:
-        err_console.print(f"[yellow]warning:[/] stopped early ({reason}): {failure}", soft_wrap=True)
+        print_warning(f"stopped early ({reason}): {failure}")
 
 
 @app.command()
@@ -172,10 +182,11 @@ def edit(
     source: Annotated[Path, typer.Argument(help="Image to edit (PNG, JPEG, WebP, ...).")],
     instruction: Annotated[str, typer.Argument(help='What to change, e.g. "make the red circle blue".')],
     out: OutOpt = None,
+    force: ForceOpt = False,
     **flags: Any,
 ) -> None:
     """Edit an image agentically: one-shot edit, then judge, critique and re-edit under a budget."""
-    _run(source, None, instruction, out, **flags)
+    _run(source, None, instruction, out, force, **flags)
 
 
 @app.command()
@@ -185,10 +196,11 @@ def refine(
     edited: Annotated[Path, typer.Argument(help="An existing edit of it (round 0), e.g. from another system.")],
     instruction: Annotated[str, typer.Argument(help="The instruction the edit was made for.")],
     out: OutOpt = None,
+    force: ForceOpt = False,
     **flags: Any,
 ) -> None:
     """Refine an existing edit over several rounds; the editor (or --refine-editor) does the re-edits."""
-    _run(source, edited, instruction, out, **flags)
+    _run(source, edited, instruction, out, force, **flags)
 
 
 @app.command()
@@ -205,38 +217,42 @@ def tools(
 @app.command()
 def demo(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic samples.")] = 100,
-    seed: Annotated[int, typer.Option(help="Dataset and run seed.")] = 0,
+    seed: Annotated[int, seed_option("Dataset and run seed.")] = 0,
     max_rounds: Annotated[int, typer.Option(min=0, help="Re-edit rounds after the one-shot.")] = 3,
     skill: Annotated[float, typer.Option(min=0, max=1, help="sim editor skill (1 never fails).")] = 0.5,
     judge_noise: Annotated[float, typer.Option(min=0, max=5, help="Seeded noise on verify's scores.")] = 0.0,
     concurrency: Annotated[int, typer.Option(min=1, help="Samples refined at once.")] = 16,
     baseline: Annotated[bool, typer.Option(help="Also run the resampling baseline (repeat critic).")] = True,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write every trajectory here.")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Refine a synthetic set offline (sim editor, verify judge, rule critic) and compare with one-shot."""
     from benchmarks.demo import run_demo
 
     with handled():
         run_demo(console, n=n, seed=seed, max_rounds=max_rounds, skill=skill, noise=judge_noise,
-                 concurrency=concurrency, baseline=baseline, out=out)
+                 concurrency=concurrency, baseline=baseline, out=out, force=force)
 
 
 @datasets_app.command("make")
 def datasets_make(
     kind: Annotated[str, typer.Argument(help="Dataset to make: synthetic.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 100,
-    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples (at most 100000).")] = 100,
+    seed: Annotated[int, seed_option("Generator seed.")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for manifest.jsonl and images/.")] = Path(
         "synthetic"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing manifest.jsonl and images.")] = False,
 ) -> None:
-    """Write a dataset: DIR/manifest.jsonl (id, source, instruction, category, ...) and its images."""
+    """Write a dataset: DIR/manifest.jsonl (id, source, instruction, category, ...) and its images.
+
+    Nothing in DIR is replaced without --force, and an interrupted run leaves DIR as it was."""
     with handled():
         if kind != "synthetic":
             raise InputError(f"unknown dataset kind '{kind}'; known: synthetic")
         from tools.synthetic.generate import write_dataset
 
         with console.status(f"writing {n} synthetic samples ..."):
-            manifest = write_dataset(out, n, seed)
+            manifest = write_dataset(out, n, seed, force=force)
         console.print(f"wrote {n} samples to {manifest}")
 
 
@@ -245,8 +261,7 @@ from . import cli_bench  # noqa: E402,F401  (registers bench, rejudge, export, a
 
 def main() -> None:
     # Library warnings (e.g. a model with no known price) as one line, like everything else we print.
-    warnings.showwarning = lambda message, *a, **k: err_console.print(f"[yellow]warning:[/] {message}",
-                                                                       highlight=False, soft_wrap=True)
+    warnings.showwarning = lambda message, *a, **k: print_warning(str(message))
     app(prog_name="refine-agent")
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from .cli import _fail, app, console, handled
-from .cli_options import config_from_flags, with_run_options
+from .cli_options import config_from_flags, seed_option, with_run_options
 from .config import ToolSpec, parse_key_values
 from .outputs import write_json
+from .terminal import text_column
 
 RunDirArg = Annotated[Path, typer.Argument(help="A run directory made by 'refine-agent bench'.")]
 DatasetArg = Annotated[str, typer.Argument(
@@ -26,21 +27,26 @@ EvalJudgeOpt = Annotated[str | None, typer.Option(
 EvalJudgeKV = Annotated[list[str] | None, typer.Option(
     "--eval-judge-opt", "-V", help="Evaluation judge option key=value (repeatable).")]
 MaxSamplesOpt = Annotated[int, typer.Option("--max-samples", min=1, help="Samples refined at once.")]
+ReadOutOpt = Annotated[Path | None, typer.Option(
+    "--out", "-o", help="Write the outputs here instead of the run directory (which may be read-only).")]
+SummaryForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Replace files refine-agent would keep: a summary.json with more samples than the records "
+    "now give, and files in --out that it did not write.")]
+OutForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Replace files of the same names in --out that refine-agent did not write.")]
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("rounds {task.fields[rounds]}  errors {task.fields[errors]}  calls {task.fields[calls]}"
+    return Progress(text_column("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    text_column("rounds {task.fields[rounds]}  errors {task.fields[errors]}  calls {task.fields[calls]}"
                                "  ${task.fields[cost]:.4f}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 
 
-def _store(run_dir: Path, *, must_exist: bool, writer: bool = False) -> Any:
-    from .store import RunStore
+def _open_run(run_dir: Path, *, writer: bool = False) -> tuple[Any, dict[str, Any]]:
+    from .store import open_run
 
-    if must_exist and not (run_dir / "run.json").exists():
-        raise _input_error(f"{run_dir} is not a run directory (no run.json); make one with 'refine-agent bench'")
-    return RunStore(run_dir, writer=writer)
+    return open_run(run_dir, writer=writer)
 
 
 def _input_error(msg: str) -> Exception:
@@ -49,27 +55,37 @@ def _input_error(msg: str) -> Exception:
     return InputError(msg)
 
 
-def _summarize_and_print(store: Any, info: dict[str, Any]) -> dict[str, Any]:
+def _summarize_and_print(store: Any, info: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
     from benchmarks.evaluate import summarize
+    from benchmarks.summary_file import save_summary
     from benchmarks.tables import print_summary
 
     summary = summarize(store, info)
-    write_json(store.dir / "summary.json", summary)
+    path = save_summary(store.dir / "summary.json", summary, force=force)
     print_summary(console, summary)
-    console.print(f"wrote {store.dir / 'summary.json'}", soft_wrap=True)
+    console.print(f"wrote {path}", soft_wrap=True)
     return summary
 
 
-def _ablate_and_print(store: Any, info: dict[str, Any], budgets: list[int], overrides: dict[str, Any]) -> None:
+def _ablate_and_print(store: Any, info: dict[str, Any], budgets: list[int], overrides: dict[str, Any],
+                      out_dir: Path, name: str = "ablation.json") -> None:
     from benchmarks.ablate import ablate
     from benchmarks.plots import budget_curves
     from benchmarks.tables import print_ablation
 
     result = ablate(store, info, budgets, overrides)
-    write_json(store.dir / "ablation.json", result)
+    path = out_dir / name
+    write_json(path, result)
     print_ablation(console, result)
-    plot = budget_curves(result["by_budget"], store.dir / "plots" / "ablation.png", title=info["dataset"]["spec"])
-    console.print(f"wrote {store.dir / 'ablation.json'} and {plot}", soft_wrap=True)
+    plot = budget_curves(result["by_budget"], out_dir / "plots" / f"{path.stem}.png", title=info["dataset"]["spec"])
+    console.print(f"wrote {path} and {plot}", soft_wrap=True)
+
+
+def _exit_if_nothing_scored(summary: dict[str, Any]) -> None:
+    """A benchmark in which no sample could be scored measured nothing: say why, and exit non-zero."""
+    if not (summary.get("n_pairs") or summary.get("n_scored_pairs")):  # one-shot and final both judged
+        errors = ", ".join(f"{k} {v}" for k, v in (summary.get("errors") or {}).items()) or "none recorded"
+        _fail(f"no sample could be scored ({summary.get('n_samples', 0)} samples; errors: {errors})", 1)
 
 
 @app.command()
@@ -103,7 +119,9 @@ def bench(
             max_samples=max_samples,
             eval_judge=ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
             if eval_judge else None)
-        with _store(run_dir, must_exist=False, writer=True) as store:
+        from .store import RunStore
+
+        with RunStore(run_dir, writer=True) as store:
             with _progress() as bar:
                 task = bar.add_task("samples", total=None, rounds=0, errors=0, calls=0, cost=0.0)
                 runner: Bench | None = None
@@ -121,9 +139,10 @@ def bench(
                 except KeyboardInterrupt:
                     _fail(f"interrupted after {runner.progress.done} samples; everything finished is saved. "
                           "Continue with the same command and --resume", 130)
-            _summarize_and_print(store, runner.info)
+            summary = _summarize_and_print(store, runner.info)
             if budget_list is not None:
-                _ablate_and_print(store, runner.info, budget_list, {})
+                _ablate_and_print(store, runner.info, budget_list, {}, store.dir)
+        _exit_if_nothing_scored(summary)
 
 
 @app.command()
@@ -132,32 +151,49 @@ def rejudge(
     eval_judge: Annotated[str, typer.Option("--eval-judge", help="The new evaluation judge spec.")],
     eval_judge_opt: EvalJudgeKV = None,
     max_samples: MaxSamplesOpt = 8,
+    force: SummaryForceOpt = False,
 ) -> None:
-    """Re-score every stored image of a run with a new evaluation judge, without re-editing."""
+    """Re-score every stored image of a run with a new evaluation judge, without re-editing; then run 'report'
+    again to see the new scores in report.html."""
     from benchmarks.rejudge import rejudge as run_rejudge
+    from benchmarks.summary_file import check_no_shrink
 
     with handled():
         spec = ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
-        with _store(run_dir, must_exist=True, writer=True) as store:
+        store, _info = _open_run(run_dir, writer=True)
+        with store:
+            check_no_shrink(store.dir / "summary.json", sum(store.count_samples().values()), force=force)
             with _progress() as bar:
                 task = bar.add_task("rejudging", total=store.count_samples().get("done", 0), rounds=0, errors=0,
                                     calls=0, cost=0.0)
-                info = asyncio.run(run_rejudge(store, spec, max_samples=max_samples,
-                                               on_sample=lambda: bar.advance(task)))
-            _summarize_and_print(store, info)
+
+                def advance(stats: Any) -> None:
+                    bar.update(task, advance=1, calls=sum(stats.calls.values()), cost=stats.cost_usd)
+
+                info = asyncio.run(run_rejudge(store, spec, max_samples=max_samples, on_sample=advance))
+            _summarize_and_print(store, info, force=force)
 
 
 @app.command()
 def export(
     run_dir: RunDirArg,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or jsonl.")] = "csv",
+    out: ReadOutOpt = None,
+    force: OutForceOpt = False,
 ) -> None:
-    """Write RUN_DIR/export/rounds.<format>: one row per sample and round, for pandas."""
+    """Write RUN_DIR/export/rounds.<format> (or OUT/rounds.<format>): one row per sample and round, for pandas."""
+    from benchmarks.export import check_format
     from benchmarks.export import export as run_export
 
+    from .outputs import FilesTarget
+
     with handled():
-        with _store(run_dir, must_exist=True) as store:
-            path = run_export(store, store.read_run_info(), fmt)
+        check_format(fmt)
+        store, info = _open_run(run_dir)
+        with store:
+            target = FilesTarget.choose(out, run_dir / "export", [f"rounds.{fmt}"], force=force, what="export")
+            path = run_export(store, info, fmt, target.open())
+            target.close()
         console.print(f"wrote {path}", soft_wrap=True)
 
 
@@ -168,14 +204,25 @@ def ablate(
     threshold: Annotated[float | None, typer.Option(min=0, max=10, help="Replay with this stop threshold.")] = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Replay with this patience.")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Replay without stopping at a pass.")] = False,
+    out: ReadOutOpt = None,
+    force: OutForceOpt = False,
 ) -> None:
-    """Numbers at every budget from one stored run, with no new tool calls."""
-    from benchmarks.ablate import parse_budgets
+    """Numbers at every budget from one stored run, with no new tool calls. Writes
+    ablation-<what it replays>.json, so it never replaces the ablation.json of 'bench --budgets'."""
+    from benchmarks.ablate import ablation_file, parse_budgets
+
+    from .outputs import FilesTarget
 
     with handled():
         overrides = {"threshold": threshold, "patience": patience, "stop_on_pass": False if keep_going else None}
-        with _store(run_dir, must_exist=True) as store:
-            _ablate_and_print(store, store.read_run_info(), parse_budgets(budgets), overrides)
+        budget_list = parse_budgets(budgets)
+        name = ablation_file(budget_list, overrides)
+        store, info = _open_run(run_dir)
+        with store:
+            target = FilesTarget.choose(out, run_dir, [name, f"plots/{Path(name).stem}.png"], force=force,
+                                        what="ablation")
+            _ablate_and_print(store, info, budget_list, overrides, target.open(), name)
+            target.close()
 
 
 @app.command("judge-eval")
@@ -186,7 +233,7 @@ def judge_eval(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
     max_samples: MaxSamplesOpt = 8,
     dataset_opt: DatasetKV = None,
-    seed: Annotated[int, typer.Option(help="Seed for the judge.")] = 0,
+    seed: Annotated[int, seed_option("Seed for the judge.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the result as JSON.")] = None,
 ) -> None:
     """How well a judge agrees with human scores: PLCC (raw and logistic-fitted), SRCC, KRCC."""
@@ -194,16 +241,22 @@ def judge_eval(
     from benchmarks.judge_eval import judge_eval as run_judge_eval
     from benchmarks.tables import print_judge_eval
 
+    from .outputs import check_file
     from .registry import create_tool
     from .runtime import Runtime
 
     with handled():
+        if out is not None:
+            check_file(out)
         tool = create_tool("judge", judge, parse_key_values(judge_opt, "--judge-opt"))
         data = load_dataset(dataset, limit=limit, seed=seed, options=parse_key_values(dataset_opt, "--dataset-opt"))
         with _progress() as bar:
             task = bar.add_task("judging", total=data.size, rounds=0, errors=0, calls=0, cost=0.0)
-            result = asyncio.run(run_judge_eval(data, tool, runtime=Runtime(), seed=seed, max_samples=max_samples,
-                                                on_sample=lambda: bar.advance(task)))
+            rt = Runtime()
+            result = asyncio.run(run_judge_eval(data, tool, runtime=rt, seed=seed, max_samples=max_samples,
+                                                on_sample=lambda: bar.update(task, advance=1,
+                                                                             calls=sum(rt.stats.calls.values()),
+                                                                             cost=rt.stats.cost_usd)))
         print_judge_eval(console, result)
         if out is not None:
             write_json(out, result)
@@ -216,13 +269,16 @@ def judge_eval(
 def report(
     run_dir: RunDirArg,
     max_samples: Annotated[int, typer.Option(min=0, help="Samples in the page's sample browser (0: none).")] = 200,
+    out: ReadOutOpt = None,
+    force: SummaryForceOpt = False,
 ) -> None:
-    """Print the run's tables and write RUN_DIR/report.html (self-contained) and RUN_DIR/plots/*.png."""
-    from benchmarks.report import report_summary, write_report
+    """Print the run's tables and write summary.json, report.html (self-contained) and plots/*.png to RUN_DIR
+    (or --out). Run it again after 'rejudge' to see the new evaluation judge's scores."""
+    from benchmarks.report import make_report
     from benchmarks.tables import print_summary
 
     with handled():
-        _store(run_dir, must_exist=True).close()
-        print_summary(console, report_summary(run_dir))
-        path = write_report(run_dir, max_samples=max_samples)
-        console.print(f"wrote {path} (open it in a browser) and {run_dir / 'plots'}/*.png", soft_wrap=True)
+        made = make_report(run_dir, out, max_samples=max_samples, force=force)
+        print_summary(console, made.summary)
+        console.print(f"wrote {made.html} (open it in a browser), {made.html.parent / 'summary.json'} and "
+                      f"{made.plots}/*.png", soft_wrap=True)

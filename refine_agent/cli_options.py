@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .config import RunConfig, parse_key_values, read_config_file, validate_config
+from .config import SEED_MAX, RunConfig, parse_key_values, read_config_file, validate_config
 from .errors import ConfigError
 from .types import TOOL_KINDS
 
@@ -66,12 +66,21 @@ KeepGoingOpt = Annotated[bool, typer.Option(
     "--keep-going", rich_help_panel=LOOP, help="Do not stop when the judge passes the edit; go on until the "
     "critic is satisfied or the budget runs out")]
 SeedOpt = Annotated[int | None, typer.Option(
-    "--seed", envvar="REFINE_AGENT_SEED", rich_help_panel=RUN, help="Run seed \\[default: 0]")]
+    "--seed", envvar="REFINE_AGENT_SEED", min=0, max=SEED_MAX, rich_help_panel=RUN, help="Run seed \\[default: 0]")]
+
+
+def seed_option(help: str) -> Any:
+    """The one seed option of the commands outside the run options: same name, same range, checked at parse."""
+    return typer.Option("--seed", min=0, max=SEED_MAX, help=help)
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", envvar="REFINE_AGENT_CONFIG", rich_help_panel=RUN, help="Run config file (.yaml, .toml or .json)")]
 OutOpt = Annotated[Path | None, typer.Option(
     "--out", "-o", envvar="REFINE_AGENT_OUT", rich_help_panel=RUN,
     help="Output directory \\[default: refine-agent-out/<source name>]")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", rich_help_panel=RUN,
+    help="Write into a --out folder that holds files refine-agent did not write: files named like ours are "
+    "replaced; no other file is touched")]
 MaxPixelsOpt = Annotated[int | None, typer.Option(
     "--max-pixels", rich_help_panel=RUN, help="Largest image accepted, in pixels (decompression-bomb guard)")]
 TimeoutOpt = Annotated[float | None, typer.Option(

@@ -222,7 +222,7 @@ def test_an_unwritable_output_path_is_one_line(photo_file: Path, tmp_path: Path)
     blocker = tmp_path / "file"
     blocker.write_text("I am a file")
     line = one_line_error(invoke("edit", str(photo_file), "make it brighter", "-e", "classic", "--out",
-                                 str(blocker / "out")), code=1)
+                                 str(blocker / "out")), code=2)  # checked before any work: a usage error
     assert str(blocker) in line
 
 
