@@ -33,7 +33,7 @@ from refine_agent.types import JudgeRequest, Round, Trajectory, Verdict
 
 from .concurrency import for_each
 from .datasets import load_dataset
-from .datasets.base import Dataset, Sample, SampleError
+from .datasets.base import Dataset, Sample, SampleError, placeholder_id
 
 RUN_SCHEMA_VERSION = 1
 
@@ -257,11 +257,22 @@ class Bench:
 
 
 def _jobs(dataset: Dataset) -> Iterator[tuple[int, Sample | SampleError]]:
-    """The dataset's rows with their index; a repeated id becomes an error record, so no result is overwritten."""
+    """The dataset's rows with their index; a repeated id becomes an error record, so no result is overwritten.
+
+    The record of a repeat gets a made-up id (``#row-N:ID``), which no real id can equal (loaders refuse real
+    ids in that reserved form), so it never hides a later row; a row that already failed keeps its own error.
+    """
     seen: set[str] = set()
     for index, item in enumerate(dataset):
         if item.id in seen:
-            item = SampleError(id=f"{item.id}#{index}", index=index, error=f"duplicate sample id {item.id!r}",
-                               kind="duplicate_id")
+            new_id, n = placeholder_id(index, item.id), 1
+            while new_id in seen:  # only made-up ids can be taken (e.g. a loader's own): add a counter
+                n += 1
+                new_id = f"{placeholder_id(index, item.id)}#{n}"
+            if isinstance(item, SampleError):
+                item = item.model_copy(update={"id": new_id})
+            else:
+                item = SampleError(id=new_id, index=index, error=f"duplicate sample id {item.id!r}",
+                                   kind="duplicate_id")
         seen.add(item.id)
         yield index, item

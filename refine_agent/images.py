@@ -2,7 +2,7 @@
 
 Every image inside refine-agent is 8-bit RGB. Loading normalises what users actually have on disk (EXIF
 orientation, 16-bit, CMYK, palette, alpha) and rejects what cannot be trusted (empty, truncated, corrupt,
-decompression bombs) with one clear line.
+decompression bombs, devices, FIFOs and folders, files larger than any image we accept) with one clear line.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -25,6 +26,16 @@ from .errors import InputError
 
 # Pillow's own warning threshold (about 89 megapixels); users raise it with --max-pixels.
 DEFAULT_MAX_PIXELS = 89_478_485
+
+# The largest image file (or in-memory encoded image) read at the default pixel limit: 1 GiB. The bulkiest
+# ordinary encoding of an image at that limit, an uncompressed 16-bit RGBA TIFF, takes 8 bytes a pixel, so
+# 89,478,485 px x 8 B = 683 MiB; 1 GiB leaves about 340 MiB for headers, ICC/EXIF/XMP blocks and thumbnails.
+# Anything bigger cannot be an image we would accept, so it is refused before a byte is read (a sparse or
+# device file would otherwise be read whole: /dev/zero never ends). The limit grows in proportion when the
+# user raises --max-pixels (see ``max_image_bytes``). Tests monkeypatch this constant.
+MAX_IMAGE_BYTES = 1 << 30
+_READ_CHUNK = 1 << 20  # read size past the size the file claims (a file growing while read, /proc files)
+_MAX_READ = 1 << 30  # one os.read at most (Linux returns at most about 2 GiB a call)
 
 
 class Image:
@@ -195,6 +206,9 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_
     """Decode image bytes into an Image, raising InputError with one clear line on bad input."""
     if not data:
         raise InputError(f"{name} is empty (0 bytes); pass a PNG, JPEG or WebP image")
+    limit = max_image_bytes(max_pixels)
+    if len(data) > limit:
+        raise _too_many_bytes(name, len(data), limit)
     try:
         with warnings.catch_warnings(), _pillow_limit(max_pixels):
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -225,15 +239,107 @@ def _too_big(name: str, w: int, h: int, limit: int) -> InputError:
     )
 
 
-def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
-    """Load a user's image file as 8-bit RGB, honouring EXIF orientation."""
+def max_image_bytes(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The largest image file accepted: ``MAX_IMAGE_BYTES``, scaled up in proportion to a raised pixel limit."""
+    if max_pixels <= DEFAULT_MAX_PIXELS:
+        return MAX_IMAGE_BYTES
+    return -(-MAX_IMAGE_BYTES * max_pixels // DEFAULT_MAX_PIXELS)
+
+
+def _byte_text(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if n % size == 0 else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _too_many_bytes(name: str, size: int | None, limit: int, done: str = "") -> InputError:
+    what = f"is {_byte_text(size)}, larger" if size is not None else "grew while being read to more"
+    return InputError(f"{name} {what} than the {_byte_text(limit)} limit for an image file (the limit grows with "
+                      f"--max-pixels: raise that if the image is genuine){done}")
+
+
+def non_regular_kind(mode: int) -> str | None:
+    """What a file of ``st_mode`` is when it is not a regular file ("a directory", "a FIFO (named pipe)", ...)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _check_regular(p: Path, mode: int) -> None:
+    kind = non_regular_kind(mode)
+    if kind is not None:
+        raise InputError(f"{p} is {kind}, not a regular file; pass an image file")
+
+
+def read_image_file(path: str | os.PathLike[str], *, limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (default ``MAX_IMAGE_BYTES``), or InputError with
+    one line naming it.
+
+    Devices, FIFOs, sockets and folders are refused before they are read (a FIFO is opened without blocking,
+    so one nobody writes to cannot hang us), a file over the limit before a byte is read, and no more than
+    ``limit + 1`` bytes are ever read, so a file that grows while it is read cannot exhaust memory.
+    """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p} is a directory; pass an image file")
+    limit = max_image_bytes() if limit is None else limit
     try:
-        data = p.read_bytes()
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except (OSError, ValueError) as exc:  # no permission on a folder, a name too long, a NUL byte
+        raise InputError(f"{p}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    _check_regular(p, st.st_mode)
+    if st.st_size > limit:
+        raise _too_many_bytes(str(p), st.st_size, limit, "; refused without reading it")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(p, flags)
     except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)  # what was opened, should the path have been swapped since the check above
+        _check_regular(p, st.st_mode)
+        if st.st_size > limit:
+            raise _too_many_bytes(str(p), st.st_size, limit, "; refused without reading it")
+        return _read_bounded(fd, st.st_size, limit, str(p))
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_bounded(fd: int, expected: int, limit: int, name: str) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while total <= limit:
+        # The size the file claims plus one byte (to see whether it grew), else small steps; never past limit+1.
+        want = min(limit + 1 - total, max(expected - total + 1, _READ_CHUNK), _MAX_READ)
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    if total > limit:
+        raise _too_many_bytes(name, None, limit)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
+    """Load a user's image file as 8-bit RGB, honouring EXIF orientation.
+
+    Only a regular file no larger than ``max_image_bytes(max_pixels)`` is read (see ``read_image_file``).
+    """
+    p = Path(path)
+    data = read_image_file(p, limit=max_image_bytes(max_pixels))
     return decode_image(data, name=str(p), max_pixels=max_pixels)

@@ -4,6 +4,10 @@ Loaders read local files only and never download. A bad row becomes a ``SampleEr
 on; a dataset that cannot be read at all (a missing path, an unknown kind or option) is a ``DatasetError``.
 Text files may start with a byte-order mark. Image paths in a dataset's files may be absolute or lead out of
 its folder; every loader that reads such paths takes option ``confine=true`` to make those rows errors.
+Images are read only from regular files (a device, FIFO or folder is a row error) of at most
+``refine_agent.images.MAX_IMAGE_BYTES`` (scaled by --max-pixels). The record of a row without a usable id is
+named ``#row-N`` (N: its row), and of a row whose id repeats an earlier row's ``#row-N:ID``; a dataset's own id
+may not start with ``#row-``, so these names never collide with a real id.
 """
 
 from __future__ import annotations

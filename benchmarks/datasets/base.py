@@ -6,6 +6,7 @@ samples and never holds a whole dataset's pixels.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from refine_agent.errors import InputError
-from refine_agent.images import DEFAULT_MAX_PIXELS, Image, decode_image, load_image
+from refine_agent.images import DEFAULT_MAX_PIXELS, Image, decode_image, load_image, non_regular_kind
 
 
 class DatasetError(InputError):
@@ -85,10 +86,35 @@ class Dataset:
         return self.rows
 
 
+# Ids refine-agent makes up start with this; a dataset's own id may not, so a made-up id never equals a real one.
+RESERVED_ID_PREFIX = "#row-"
+
+
+def placeholder_id(index: int, repeated: str | None = None) -> str:
+    """The id of the record of row ``index`` when the row has no usable id (``#row-4``), or when its id repeats
+    an earlier row's (``#row-4:ID``). Real ids may not start with ``RESERVED_ID_PREFIX`` (``get_id`` refuses
+    them), so these never collide with one, and the row index keeps them apart from each other."""
+    return f"{RESERVED_ID_PREFIX}{index}" if repeated is None else f"{RESERVED_ID_PREFIX}{index}:{repeated}"
+
+
 def require_path(path: str | Path, what: str, expected: str) -> Path:
     """The dataset path, or a DatasetError saying where the data should be and in which format."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DatasetError(f"{what}: {p} does not exist; expected {expected}. Datasets are never downloaded: "
                            "fetch it yourself and pass the local path")
+    require_readable_file(p, what, folder_ok=True)
     return p
+
+
+def require_readable_file(path: Path, what: str, *, folder_ok: bool = False) -> None:
+    """A DatasetError when ``path`` is a device, FIFO or socket (or a folder, unless ``folder_ok``): reading
+    one would never end (/dev/zero) or wait forever (a FIFO nobody writes to). Nothing is opened."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return  # missing or unreadable: the caller's open says so
+    kind = non_regular_kind(mode)
+    if kind is not None and not (folder_ok and stat.S_ISDIR(mode)):
+        raise DatasetError(f"{what}: {path} is {kind}, not a regular file{' or folder' if folder_ok else ''}; "
+                           "pass the dataset's file or folder")

@@ -34,6 +34,7 @@ from .rows import (
     get_str,
     image_ref,
     limited,
+    missing_field,
     samples_from_rows,
 )
 from .tables import column_values, iter_rows, require_columns, table_files
@@ -91,7 +92,7 @@ def _kept(value: Any, language: str) -> bool:
 def _sample(index: int, row: Row, base: Path, language: str, confine: Path | None = None) -> Sample:
     sid = get_id(row, "key")
     if sid is None:
-        raise RowError("missing field 'key'")
+        raise missing_field(row, "key")
     if _lang(row.get("instruction_language")) not in LANGUAGES:
         raise RowError(f"field 'instruction_language' should be en or cn, got {row.get('instruction_language')!r}")
     image = row.get("input_image") or row.get("input_image_raw")

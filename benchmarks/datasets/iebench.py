@@ -37,6 +37,7 @@ from .rows import (
     get_str,
     image_ref,
     limited,
+    missing_field,
     samples_from_rows,
 )
 from .sources import open_records
@@ -96,5 +97,7 @@ def _sample(row: Row, base: Path, confine: Path | None = None) -> Sample:
         raise RowError(f"field 'images' should be [source, edited], got {shown}")
     source: ImageRef = image_ref(images[0], [base], f"{sid} source", confine)
     edited: ImageRef = image_ref(images[1], [base], f"{sid} edited", confine)
+    if row.get("answer") is None:
+        raise missing_field(row, "answer")
     return Sample(id=sid, instruction=get_str(row, "edit_inst") or "", source=source, edited=edited,
                   category=get_str(row, "category", required=False), extra={"mos": _mos(row.get("answer"))})

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import Dataset, DatasetError, ImageRef, Sample, SampleError, require_path
+from .base import Dataset, DatasetError, ImageRef, Sample, SampleError, placeholder_id, require_path
 from .rows import (
     CONFINE_OPTION,
     Row,
@@ -48,6 +48,7 @@ from .rows import (
     image_ref,
     iter_json_records,
     limited,
+    missing_field,
     samples_from_rows,
 )
 
@@ -75,7 +76,7 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
     p = require_path(path, KIND, EXPECTED)
     if p.is_dir():
         p = require_path(p / "manifest.jsonl", KIND, EXPECTED)
-    bases = [Path(own["root"]).expanduser()] if own.get("root") else [p.parent]
+    bases = [_root_option(own["root"])] if own.get("root") else [p.parent]
     confine = confine_root(KIND, own, bases[0])
     if "join" in own:
         if load_benchmark is None:
@@ -93,6 +94,19 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
                    info={"format": KIND, "path": str(p)})
 
 
+def _root_option(value: Any) -> Path:
+    """Option ``root``, checked once up front: a missing folder would otherwise fail every row on its own."""
+    root = Path(str(value)).expanduser()
+    try:
+        if root.is_dir():
+            return root
+        problem = "is not a folder" if root.exists() else "does not exist"
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        problem = f"cannot be used ({getattr(exc, 'strerror', None) or exc})"
+    raise DatasetError(f"{KIND}: option root={root} {problem}; give the folder that the manifest's relative image "
+                       "paths are under (default: the manifest's own folder)")
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where relative image paths are looked up, and the root they must stay under (None: anywhere)."""
@@ -107,7 +121,7 @@ class Paths:
 def _manifest_sample(index: int, row: Row, where: Paths) -> Sample:
     sid = get_id(row)
     if sid is None:
-        raise RowError("missing field 'id'")
+        raise missing_field(row, "id")
     if "source" not in row and "image_path" in row:
         raise RowError("has image_path but no source: an EvalScope predictions file needs the option "
                        "join=<benchmark spec>")
@@ -136,17 +150,18 @@ def _predictions(p: Path, where: Paths) -> tuple[dict[str, ImageRef | str], list
                 raise row
             sid = get_id(row)
             if sid is None:
-                raise RowError("missing field 'id'")
+                raise missing_field(row, "id")
         except RowError as exc:
-            errors.append(SampleError(id=f"row-{index}", index=index, error=f"row {index}: {exc}"))
+            errors.append(SampleError(id=placeholder_id(index), index=index, error=f"row {index}: {exc}"))
             continue
         if sid in preds:
-            errors.append(SampleError(id=sid, index=index, error=f"row {index}: duplicate id '{sid}'"))
+            errors.append(SampleError(id=placeholder_id(index, sid), index=index,
+                                      error=f"row {index}: duplicate id '{sid}'"))
             continue
         try:
             value = row.get("image_path", row.get("edited"))
             if value is None:
-                raise RowError("missing field 'image_path'")
+                raise missing_field(row, "image_path")
             preds[sid] = where.image(value, f"{sid} image_path")
         except RowError as exc:
             preds[sid] = f"row {index}: {exc}"

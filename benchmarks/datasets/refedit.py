@@ -39,6 +39,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 from scipy import ndimage
 
+from refine_agent.errors import InputError
 from refine_agent.images import DEFAULT_MAX_PIXELS, Image
 
 from .base import Dataset, ImageRef, Sample, require_path
@@ -56,6 +57,7 @@ from .rows import (
     get_str,
     image_ref,
     limited,
+    missing_field,
     samples_from_rows,
 )
 from .sources import open_records
@@ -117,9 +119,15 @@ def _sample(index: int, row: Row, base: Path, field: str, which: str, confine: P
     sid = _id(index, row)
     image = row.get("input_image", row.get("image"))
     source = image_ref(image, [base], f"{sid} input_image", confine)
+    if row.get("mask") is None:
+        raise missing_field(row, "mask")
     polygons = parse_polygons(row.get("mask"))
-    mask = PolygonMaskRef(polygons=tuple(polygons[:1] if which == "first" else polygons), source=source,
-                          name=f"{sid} mask")
+    used = polygons[:1] if which == "first" else polygons
+    if all(max(x for x, _ in poly) < 0 or max(y for _, y in poly) < 0 for poly in used):
+        which_text = "the mask polygon" if len(used) == 1 else "every mask polygon"
+        raise RowError(f"{which_text} lies entirely outside the image (all its x or all its y coordinates are "
+                       "negative)")
+    mask = PolygonMaskRef(polygons=tuple(used), source=source, name=f"{sid} mask")
     single = get_str(row, "edit_instruction_single", required=field == "edit_instruction_single")
     split = _split_of(index)
     extra = extra_fields(row, ("id", "input_image", "image", "mask", *INSTRUCTIONS))
@@ -137,9 +145,24 @@ def parse_polygons(value: Any) -> list[Polygon]:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise RowError(f"mask is not valid JSON ({exc})") from exc
+    bad = _non_finite(value)
+    if bad is not None:
+        raise RowError(f"mask has a coordinate that is not a finite number ({bad!r})")
     out: list[Polygon] = []
     _collect(value, out)
     return out
+
+
+def _non_finite(value: Any, depth: int = 0) -> float | None:
+    """The first NaN or infinite number among the mask's coordinates (JSON allows NaN and Infinity), else None."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return value
+    if isinstance(value, (list, tuple)) and depth < 8:
+        for v in value:
+            bad = _non_finite(v, depth + 1)
+            if bad is not None:
+                return bad
+    return None
 
 
 def _is_num(v: Any) -> bool:
@@ -181,7 +204,11 @@ class PolygonMaskRef(ImageRef):
     source: ImageRef
 
     def load(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
-        return render_polygons(self.polygons, self.source.load(max_pixels).size)
+        size = self.source.load(max_pixels).size
+        mask = render_polygons(self.polygons, size)
+        if not mask.array.any():  # e.g. coordinates all past the right or bottom edge: nothing to judge
+            raise InputError(f"{self.name}: the polygon lies entirely outside the {size[0]}x{size[1]} image")
+        return mask
 
 
 def dilate_mask(mask: Image, pixels: int) -> Image:

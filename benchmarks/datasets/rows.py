@@ -17,9 +17,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from refine_agent.errors import InputError, parse_failure, validation_message
+from refine_agent.images import non_regular_kind
 from refine_agent.textio import iter_lines, read_text, undecodable
 
-from .base import DatasetError, ImageRef, Sample, SampleError
+from .base import (
+    RESERVED_ID_PREFIX,
+    DatasetError,
+    ImageRef,
+    Sample,
+    SampleError,
+    placeholder_id,
+    require_readable_file,
+)
 
 Row = dict[str, Any]
 
@@ -74,12 +83,17 @@ def describe_type(value: Any) -> str:
     return f"{type(value).__name__} ({text[:40]}{'...' if len(text) > 40 else ''})"
 
 
+def missing_field(row: Mapping[str, Any], key: str) -> RowError:
+    """The error for a required field that is absent, or present as null (JSON ``null``, a table's null)."""
+    return RowError(f"field '{key}' is null" if key in row else f"missing field '{key}'")
+
+
 def get_str(row: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
-    """A non-empty string field; RowError if it is required and missing, or has another type."""
+    """A non-empty string field; RowError if it is required and missing (or null), or has another type."""
     value = row.get(key)
     if value is None:
         if required:
-            raise RowError(f"missing field '{key}'")
+            raise missing_field(row, key)
         return None
     if not isinstance(value, str):
         raise RowError(f"field '{key}' should be a string, got {describe_type(value)}")
@@ -98,6 +112,9 @@ def get_id(row: Mapping[str, Any], key: str = "id") -> str | None:
     text = str(value).strip()
     if not text:
         raise RowError(f"field '{key}' is empty")
+    if text.startswith(RESERVED_ID_PREFIX):
+        raise RowError(f"field '{key}' {_short(text, 60)!r} starts with '{RESERVED_ID_PREFIX}', which is reserved for "
+                       "the ids refine-agent gives rows without one; rename it")
     return text
 
 
@@ -107,15 +124,24 @@ def resolve_file(value: str, bases: Iterable[Path], name: str, confine: Path | N
     With ``confine`` (a resolved directory), the file, symlinks and ``..`` followed, must lie under it; the
     resolved path is returned then, so the file checked is the file loaded.
     """
+    special: tuple[Path, str] | None = None  # the first candidate that exists but is no regular file
     try:
         p = Path(value).expanduser()
         candidates = [p] if p.is_absolute() else [b / p for b in bases]
         for c in candidates:
-            if c.is_file():
+            try:
+                mode = c.stat().st_mode
+            except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL byte in the name
+                continue
+            kind = non_regular_kind(mode)
+            if kind is None:
                 return c if confine is None else _confined(c, confine, name)
+            special = special or (c, kind)
     except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop: this row's problem only
         raise RowError(f"{name}: cannot use image path {_short(value)} ({getattr(exc, 'strerror', None) or exc})"
                        ) from None
+    if special is not None:  # a device, FIFO, socket or folder: never opened, so never read or waited on
+        raise RowError(f"{name}: image {_short(special[0])} is {special[1]}, not a regular file")
     raise RowError(f"{name}: image file {_short(candidates[0])} does not exist")
 
 
@@ -183,6 +209,7 @@ def iter_json_records(path: Path, what: str, group_key: str | None = None) -> It
     an object, comes out as a RowError so the other rows go on. A JSON file that does not parse is a
     DatasetError.
     """
+    require_readable_file(path, what)
     if path.suffix.lower() == ".jsonl":
         yield from _jsonl_records(path)
         return
@@ -212,6 +239,7 @@ def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def count_jsonl_records(path: Path) -> int:
     """How many records ``iter_json_records`` yields for a JSON Lines file (bad lines included)."""
+    require_readable_file(path, str(path))
     return sum(1 for _ in _jsonl_lines(path))
 
 
@@ -250,10 +278,15 @@ def _as_record(value: Any, where: str) -> Row:
 
 def samples_from_rows(rows: Iterable[tuple[int, Row | RowError]], make: Callable[[int, Row], Sample],
                       fallback_id: Callable[[int, Row], str | None]) -> Iterator[Sample | SampleError]:
-    """Run ``make`` on each row; a bad row or a duplicate id becomes a SampleError and the rest go on."""
+    """Run ``make`` on each row; a bad row or a duplicate id becomes a SampleError and the rest go on.
+
+    Every item has its own id: the record of a row without a usable id, or whose id an earlier row (good or
+    bad) already has, gets a ``placeholder_id``, which no real id can equal.
+    """
     seen: set[str] = set()
     for index, row in rows:
         sid: str | None = None
+        sample: Sample | None = None
         try:
             if isinstance(row, RowError):
                 raise row
@@ -261,19 +294,28 @@ def samples_from_rows(rows: Iterable[tuple[int, Row | RowError]], make: Callable
             sample = make(index, row)
             sid = sample.id
             if sample.id in seen:
-                raise RowError(f"duplicate id '{sample.id}'")
+                sample = None
+                raise RowError(f"duplicate id '{sid}'")
+        except RowError as exc:
+            error = f"row {index}: {exc}"
+        except ValidationError as exc:
+            error = validation_message(exc, f"row {index}")
+        except InputError as exc:
+            error = f"row {index}: {exc}"
+        except (TypeError, ValueError, KeyError, OverflowError, OSError) as exc:  # a shape no check foresaw
+            error = f"row {index}: unexpected value ({type(exc).__name__}: {exc})"
+        if sample is not None:
             seen.add(sample.id)
             yield sample
-        except RowError as exc:
-            yield SampleError(id=sid or f"row-{index}", index=index, error=f"row {index}: {exc}")
-        except ValidationError as exc:
-            yield SampleError(id=sid or f"row-{index}", index=index,
-                              error=validation_message(exc, f"row {index}"))
-        except InputError as exc:
-            yield SampleError(id=sid or f"row-{index}", index=index, error=f"row {index}: {exc}")
-        except (TypeError, ValueError, KeyError, OverflowError, OSError) as exc:  # a shape no check foresaw
-            yield SampleError(id=sid or f"row-{index}", index=index,
-                              error=f"row {index}: unexpected value ({type(exc).__name__}: {exc})")
+            continue
+        if sid is None:
+            record_id = placeholder_id(index)
+        elif sid in seen:
+            record_id = placeholder_id(index, sid)
+        else:
+            record_id = sid
+        seen.add(record_id)
+        yield SampleError(id=record_id, index=index, error=error)
 
 
 def _safe_id(fallback_id: Callable[[int, Row], str | None], index: int, row: Row) -> str | None:

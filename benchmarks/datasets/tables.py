@@ -23,7 +23,7 @@ from typing import Any
 from refine_agent.errors import MissingExtraError
 from refine_agent.textio import read_text
 
-from .base import DatasetError
+from .base import DatasetError, require_readable_file
 
 SPLIT_NAMES = ("train", "test", "validation", "valid", "val", "dev")
 TABLE_SUFFIXES = (".parquet", ".arrow")
@@ -63,6 +63,8 @@ def table_files(path: Path, *, what: str, expected: str, split: str | None = Non
         files = _pick_split(files, split, path, what)
     if not files:
         raise DatasetError(f"{what}: no .parquet or .arrow files under {path}; expected {expected}")
+    for f in files:  # a FIFO or a device named like a table would hang or never end
+        require_readable_file(f.path, what)
     return files
 
 

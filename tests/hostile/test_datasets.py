@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 
 from benchmarks.datasets import Sample, SampleError, load_dataset
 from refine_agent.config import read_config_file
-from refine_agent.errors import ConfigError
+from refine_agent.errors import ConfigError, InputError
 from tests.dataset_files import GEDIT_SCHEMA, hf_image, write_parquet, write_png, write_save_to_disk
 from tests.hostile.conftest import changed, cli, error_line, snapshot
 from tools.synthetic import generate
@@ -162,7 +163,7 @@ def test_broken_line_in_the_middle_is_an_error_record(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("source, reason", [("a" * 5000, "File name too long"), ("a\x00b", "does not exist"),
-                                            (7, "should be a string"), (None, "missing field 'source'")])
+                                            (7, "should be a string"), (None, "field 'source' is null")])
 def test_hostile_image_field_is_one_rows_error(tmp_path: Path, source: Any, reason: str) -> None:
     lines = _manifest(tmp_path)
     bad = json.dumps({"id": "bad", "source": source, "instruction": "x"})
@@ -388,3 +389,120 @@ def test_make_ctrl_c_while_moving_into_place(tmp_path: Path, monkeypatch: pytest
     error_line(r.output, r.exit_code, 130)
     assert changed(before, snapshot(tmp_path)) == []  # the two moved images were taken back
     assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["readme.txt"]
+
+
+# -- made-up ids never collide with real ones ------------------------------------------------------------------------
+
+
+def test_made_up_ids_never_hide_an_error_or_drop_a_real_row(tmp_path: Path) -> None:
+    lines = _manifest(tmp_path / "ds", 3)
+    rows = [json.loads(line) for line in lines]
+    no_id = {k: v for k, v in rows[1].items() if k != "id"}
+    manifest = [rows[0] | {"id": "row-1"}, no_id, rows[1], rows[2],
+                rows[2] | {"id": "row-1#1"},  # what the runner used to call row 1's record
+                rows[2] | {"id": "row-1"}]  # a real repeat
+    path = tmp_path / "ds" / "m.jsonl"
+    path.write_text("\n".join(map(json.dumps, manifest)) + "\n", encoding="utf-8")
+    r = _bench(f"jsonl:{path}", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    records = _records(tmp_path / "run")
+    assert len(records) == 6  # every row has its own record
+    assert records["row-1"][1] == records["row-1#1"][1] == "done"
+    assert records["#row-1"] == (1, "error", "row 1: missing field 'id'")  # the real error, not "duplicate"
+    assert records["#row-5:row-1"][1:] == ("error", "row 5: duplicate id 'row-1'")
+
+
+def test_a_real_id_in_the_made_up_form_is_a_row_error(tmp_path: Path) -> None:
+    lines = _manifest(tmp_path, 2)
+    rows = [json.loads(line) for line in lines]
+    manifest = [{k: v for k, v in rows[0].items() if k != "id"}, rows[1] | {"id": "#row-0"}]
+    (tmp_path / "m.jsonl").write_text("\n".join(map(json.dumps, manifest)) + "\n", encoding="utf-8")
+    items = _loaded(f"jsonl:{tmp_path / 'm.jsonl'}")
+    assert [(i.id, type(i).__name__) for i in items] == [("#row-0", "SampleError"), ("#row-1", "SampleError")]
+    assert "missing field 'id'" in items[0].error  # type: ignore[union-attr]
+    assert "'#row-0' starts with '#row-'" in items[1].error and "reserved" in items[1].error  # type: ignore[union-attr]
+
+
+def test_runner_renames_a_repeat_and_keeps_its_own_error() -> None:
+    from benchmarks.datasets.base import Dataset, ImageRef
+    from benchmarks.runner import _jobs
+
+    src = ImageRef(path="a.png")
+    items: list[Sample | SampleError] = [
+        Sample(id="a", instruction="x", source=src),
+        SampleError(id="#row-1:a", index=1, error="row 1: made up by another loader"),
+        SampleError(id="a", index=1, error="row 1: bad source"),  # a loader that did not rename its repeat
+        Sample(id="a", instruction="y", source=src),
+        Sample(id="#row-1:a#2", instruction="z", source=src),  # not from our loaders, but must not be lost either
+    ]
+    jobs = list(_jobs(Dataset(spec="test", rows=iter(items))))
+    ids = [item.id for _, item in jobs]
+    assert len(set(ids)) == len(ids) == 5, ids
+    assert ids[:2] == ["a", "#row-1:a"]
+    assert ids[2] == "#row-2:a" and jobs[2][1].error == "row 1: bad source"  # type: ignore[union-attr]
+    assert ids[3] == "#row-3:a" and jobs[3][1].error == "duplicate sample id 'a'"  # type: ignore[union-attr]
+
+
+# -- refedit masks, re-edit nulls and a missing root -----------------------------------------------------------------
+
+
+def _refedit(tmp_path: Path, masks: list[Any]) -> list[Sample | SampleError]:
+    write_png(tmp_path / "a.png", 10, (8, 6))
+    rows = [{"id": f"m{i}", "input_image": "a.png", "editing_instruction": "x", "mask": m} for i, m in enumerate(masks)]
+    (tmp_path / "data.json").write_text(json.dumps(rows), encoding="utf-8")  # NaN is written as JSON's NaN
+    return _loaded(f"refedit:{tmp_path / 'data.json'}")
+
+
+def test_refedit_mask_outside_the_image_or_not_finite_is_a_row_error(tmp_path: Path) -> None:
+    items = _refedit(tmp_path, [[[1, 1, 5, 1, 5, 4]], [[-9, -9, -2, -9, -2, -3]], [[1, 1], [5, 1], [float("nan"), 4]],
+                                [[1, 1, float("inf"), 1, 5, 4]], [[20, 20, 30, 20, 30, 30]]])
+    by_id = {i.id: i for i in items}
+    assert isinstance(by_id["m0"], Sample) and by_id["m0"].mask is not None and by_id["m0"].mask.load().array.any()
+    assert "lies entirely outside the image" in by_id["m1"].error  # type: ignore[union-attr]
+    assert "not a finite number (nan)" in by_id["m2"].error and "got 2" not in by_id["m2"].error  # type: ignore
+    assert "not a finite number (inf)" in by_id["m3"].error  # type: ignore[union-attr]
+    beyond = by_id["m4"]  # past the right and bottom edges: known once the image's size is
+    assert isinstance(beyond, Sample) and beyond.mask is not None
+    with pytest.raises(InputError, match=r"m4 mask: the polygon lies entirely outside the 8x6 image"):
+        beyond.mask.load()
+
+
+def test_refedit_mask_beyond_the_image_is_a_load_error_in_bench(tmp_path: Path) -> None:
+    row = json.loads(_manifest(tmp_path, 1)[0])  # a scene and an instruction the default editor can do
+    w, h = PILImage.open(tmp_path / row["source"]).size
+    rows = [{"id": f"m{i}", "input_image": row["source"], "editing_instruction": row["instruction"], "mask": m}
+            for i, m in enumerate([[0, 0, w, 0, w, h, 0, h], [w + 1, 0, w + 9, 0, w + 9, h]])]
+    (tmp_path / "data.json").write_text(json.dumps(rows), encoding="utf-8")
+    r = _bench(f"refedit:{tmp_path / 'data.json'}", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    records = _records(tmp_path / "run")
+    assert records["m0"][1] == "done"
+    assert records["m1"][1] == "error" and f"entirely outside the {w}x{h} image" in (records["m1"][2] or "")
+    assert "load_error 1" in r.output and "internal_error" not in r.output
+
+
+def test_reedit_null_subset_says_null(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", 10)
+    rows = [{"subset": None, "edit_instruction_en": "x", "original_image_path": "a.png"},
+            {"edit_instruction_en": "x", "original_image_path": "a.png"}]
+    (tmp_path / "data.json").write_text(json.dumps(rows), encoding="utf-8")
+    errors = _errors(_loaded(f"re-edit:{tmp_path / 'data.json'}"))
+    assert errors == ["row 0: field 'subset' is null", "row 1: missing field 'subset'"]
+
+
+@pytest.mark.parametrize("join", [False, True])
+def test_missing_root_is_one_error_up_front(tmp_path: Path, join: bool) -> None:
+    lines = _manifest(tmp_path / "ds")
+    spec = f"jsonl:{tmp_path / 'ds' / 'manifest.jsonl'}"
+    extra = ("-D", f"join={spec}") if join else ()
+    if join:
+        (tmp_path / "ds" / "p.jsonl").write_text(json.dumps({"id": json.loads(lines[0])["id"],
+                                                             "image_path": "e.png"}) + "\n", encoding="utf-8")
+        spec = f"jsonl:{tmp_path / 'ds' / 'p.jsonl'}"
+    before = snapshot(tmp_path)
+    r = _bench(spec, tmp_path / "run", "-D", f"root={tmp_path / 'nonexist'}", *extra)
+    line = error_line(r.output, r.exit_code, 2)
+    assert f"root={tmp_path / 'nonexist'} does not exist" in line, line
+    assert "row" not in line.split("option")[0]  # one error up front (error_line: exactly one), not one per row
+    assert not (tmp_path / "run" / "records.sqlite").exists() or _records(tmp_path / "run") == {}
+    assert changed(before, snapshot(tmp_path), owned=("run",)) == []
