@@ -28,6 +28,7 @@ from refine_agent.outputs import (
     OutputConflict,
     OutputDir,
     check_folder,
+    out_path,
     write_json,
     write_outputs,
     written_by_us,
@@ -136,6 +137,7 @@ def run_demo(console: Console, *, n: int = 100, seed: int = 0, max_rounds: int =
              noise: float = 0.0, concurrency: int = 16, baseline: bool = True, out: Path | None = None,
              force: bool = False) -> dict:
     if out is not None:
+        out = out_path(out)
         claim_demo_folder(out, force)
     samples = list(iter_samples(n, seed))
     runs: list[DemoRun] = []

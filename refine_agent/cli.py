@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover
 from . import __version__
 from .cli_options import ForceOpt, OutOpt, config_from_flags, seed_option, with_run_options
 from .errors import InputError, RefineAgentError, describe
-from .terminal import make_console, styled
+from .terminal import make_console, one_line, styled
 
 Abort = typer.Abort
 
@@ -65,11 +65,11 @@ _state = {"debug": False}
 
 
 def print_error(message: str) -> None:
-    err_console.print(styled(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    err_console.print(styled(("error:", "bold red"), " ", one_line(message)), highlight=False, soft_wrap=True)
 
 
 def print_warning(message: str, label: str = "warning:") -> None:
-    err_console.print(styled((label, "yellow"), " ", message), highlight=False, soft_wrap=True)
+    err_console.print(styled((label, "yellow"), " ", one_line(message)), highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int) -> None:
@@ -130,7 +130,7 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
         cfg = config_from_flags(**flags)  # type: ignore[arg-type]
         src = load_image(source, max_pixels=cfg.max_pixels)
         given = load_image(edited, max_pixels=cfg.max_pixels) if edited is not None else None
-        out_dir = out or Path("refine-agent-out") / source.stem
+        out_dir = out or Path("refine-agent-out") / default_folder_name(source)
         target = OutputDir.claim(out_dir, inputs=(source, edited), force=force)  # before any tool call
         tools = build_tools(cfg)
 
@@ -156,6 +156,14 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
 
         print_summary(console, result.trajectory, str(out_dir))
         _exit_for(result)
+
+
+DEMO_MAX_SAMPLES = 10_000
+
+
+def default_folder_name(source: Path) -> str:
+    """The source's name without its suffix; never '.' or '..', which would name a folder above ours."""
+    return source.stem if source.stem.strip(".") else "image"
 
 
 def _exit_for(result: object) -> None:
@@ -216,7 +224,9 @@ def tools(
 
 @app.command()
 def demo(
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic samples.")] = 100,
+    n: Annotated[int, typer.Option("--n", min=1, max=DEMO_MAX_SAMPLES,
+                                   help=f"Number of synthetic samples (at most {DEMO_MAX_SAMPLES}; the demo keeps "
+                                        "every trajectory in memory, bench streams).")] = 100,
     seed: Annotated[int, seed_option("Dataset and run seed.")] = 0,
     max_rounds: Annotated[int, typer.Option(min=0, help="Re-edit rounds after the one-shot.")] = 3,
     skill: Annotated[float, typer.Option(min=0, max=1, help="sim editor skill (1 never fails).")] = 0.5,
@@ -251,8 +261,10 @@ def datasets_make(
             raise InputError(f"unknown dataset kind '{kind}'; known: synthetic")
         from tools.synthetic.generate import write_dataset
 
+        from .outputs import out_path
+
         with console.status(f"writing {n} synthetic samples ..."):
-            manifest = write_dataset(out, n, seed, force=force)
+            manifest = write_dataset(out_path(out), n, seed, force=force)
         console.print(f"wrote {n} samples to {manifest}")
 
 

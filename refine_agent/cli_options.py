@@ -119,10 +119,13 @@ def with_run_options(command: F) -> F:
     return command
 
 
-def _tool(data: dict[str, Any], key: str, spec: str | None, kv: list[str] | None) -> None:
+def _tool(data: dict[str, Any], key: str, spec: str | None, kv: list[str] | None, source: str = "config") -> None:
     """Apply a tool flag: a new spec replaces the file's tool (and its options); -E/-J/... add options."""
     options = parse_key_values(kv, f"--{key.replace('_', '-')}-opt")
     current = data.get(key)
+    if current is not None and not isinstance(current, (str, dict)):
+        raise ConfigError(f"{source}: field '{key}' must be a tool spec such as 'sim', or a mapping with 'spec' "
+                          f"and 'options', not {current!r}")
     if isinstance(current, str):
         current = {"spec": current}
     if spec is not None and (not isinstance(current, dict) or current.get("spec") != spec):
@@ -161,14 +164,15 @@ def config_from_flags(*, config: Path | None, editor: str | None = None, refine_
                       seed: int | None = None, max_pixels: int | None = None, timeout: float | None = None,
                       max_attempts: int | None = None) -> RunConfig:
     data = read_config_file(config) if config else {}
-    _tool(data, "editor", editor, editor_opt)
-    _tool(data, "refine_editor", refine_editor, refine_editor_opt)
-    _tool(data, "judge", judge, judge_opt)
-    _tool(data, "critic", critic, critic_opt)
+    source = f"config file {config}"
+    _tool(data, "editor", editor, editor_opt, source)
+    _tool(data, "refine_editor", refine_editor, refine_editor_opt, source)
+    _tool(data, "judge", judge, judge_opt, source)
+    _tool(data, "critic", critic, critic_opt, source)
     if controller is not None or controller_opt:
         if controller is None and not isinstance(data.get("controller"), (str, dict)):
             raise ConfigError("--controller-opt needs --controller")
-        _tool(data, "controller", controller, controller_opt)
+        _tool(data, "controller", controller, controller_opt, source)
     for path, value in (("budget.max_rounds", max_rounds), ("budget.max_seconds", max_seconds),
                         ("budget.max_cost", max_cost), ("policy.threshold", threshold),
                         ("policy.patience", patience), ("policy.force_base", base), ("seed", seed),

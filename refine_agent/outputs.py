@@ -48,7 +48,17 @@ def write_json(path: Path, data: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def out_path(path: str | os.PathLike[str]) -> Path:
+    """An output path as the OS will use it. ``a/new/..`` names ``a`` once ``new`` is made, so a path with
+    ``..`` is resolved first: checks and writes must look at the same folder."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if ".." in path.parts else path
+
+
 def sha256_of(path: Path) -> str | None:
+    """The hash of a regular file's bytes; None for anything else (a FIFO planted in --out must not hang us)."""
+    if not path.is_file():
+        return None
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
@@ -65,12 +75,15 @@ def written_by_us(path: Path) -> dict[str, Any] | None:
     return mark if isinstance(mark, dict) and mark.get("program") == PROGRAM else None
 
 
+PENDING = "pending"  # recorded just before a file is written: a run cut short still owns what it was writing
+
+
 def _intact(folder: Path, mark: dict[str, Any] | None) -> dict[str, str]:
-    """Of the files a mark names, those whose bytes are still the ones we wrote."""
+    """Of the files a mark names, those whose bytes are still the ones we wrote (or that we were writing)."""
     files = mark.get("files") if mark else None
     if not isinstance(files, dict):
         return {}
-    return {str(k): str(v) for k, v in files.items() if sha256_of(folder / str(k)) == v}
+    return {str(k): str(v) for k, v in files.items() if v == PENDING or sha256_of(folder / str(k)) == v}
 
 
 # -- plain path checks ----------------------------------------------------------------------------------------
@@ -78,7 +91,9 @@ def check_folder(path: Path, what: str = "--out", fix: str | None = None) -> Non
     """``path`` is a folder we can write, or one we can make: never a file, never under a file. ``fix`` says
     what to do instead (default: give another ``what``)."""
     fix = fix or f"give another {what}"
-    nearest = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    nearest = next((p for p in (path, *path.parents) if os.path.lexists(p)), Path("."))
+    if nearest.is_symlink() and not nearest.exists():
+        raise OutputConflict(f"{nearest} in {what} {path} is a broken link; {fix}")
     if not nearest.is_dir():
         where = f"{what} {path} is a file" if nearest == path else f"{nearest} in {what} {path} is a file"
         raise OutputConflict(f"{where}, not a folder; {fix}")
@@ -88,6 +103,7 @@ def check_folder(path: Path, what: str = "--out", fix: str | None = None) -> Non
 
 def check_file(path: Path, what: str = "--out") -> None:
     """``path`` is a file we can write: not a folder, in a folder that exists and is writable."""
+    path = out_path(path)
     if path.is_dir():
         raise OutputConflict(f"{what} {path} is a folder; give a file name, e.g. {path / 'result.json'}")
     parent = path.parent
@@ -100,6 +116,7 @@ def check_file(path: Path, what: str = "--out") -> None:
 # -- the files of report, export and ablate in a folder of the user's -------------------------------------
 def check_replaceable(folder: Path, names: Iterable[str], *, force: bool, what: str = "--out") -> None:
     """Before writing ``names`` into ``folder``: each that exists must be one we wrote there, unchanged."""
+    folder = out_path(folder)
     check_folder(folder, what)
     if force or not folder.is_dir():
         return
@@ -110,10 +127,12 @@ def check_replaceable(folder: Path, names: Iterable[str], *, force: bool, what: 
                              f"write (or which changed since); use another {what}, or {FORCE_NOTE}")
 
 
-def record_written(folder: Path, names: Iterable[str]) -> None:
-    """Add ``names`` (just written) to the folder's ledger, keeping what it already lists and still holds."""
+def record_written(folder: Path, names: Iterable[str], *, pending: bool = False) -> None:
+    """Add ``names`` (just written, or about to be when ``pending``) to the folder's ledger, keeping what it
+    already lists and still holds."""
     ledger = folder / LEDGER
-    files = {**_intact(folder, written_by_us(ledger)), **{n: sha256_of(folder / n) or "" for n in names}}
+    new = {n: PENDING if pending else sha256_of(folder / n) or "" for n in names}
+    files = {**_intact(folder, written_by_us(ledger)), **new}
     write_json(ledger, {"written_by": {"program": PROGRAM, "version": __version__, "files": files}})
 
 
@@ -133,11 +152,13 @@ class FilesTarget:
             check_folder(default, f"the {what} folder", fix="pass --out DIR to write it elsewhere")
             return cls(default, names, False)
         check_replaceable(out, names, force=force)
-        return cls(out, names, True)
+        return cls(out_path(out), names, True)
 
     def open(self) -> Path:
         for name in self.names:
             (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
+        if self.given:  # before the first byte: a run cut short must not lock the user out of this folder
+            record_written(self.folder, self.names, pending=True)
         return self.folder
 
     def close(self) -> None:
@@ -153,20 +174,22 @@ class OutputDir:
     path: Path
     ours: dict[str, str] = field(default_factory=dict)  # earlier outputs of ours still intact: name -> sha256
     force: bool = False
+    inputs: tuple[Path, ...] = ()  # never deleted, even when named like a stale output of ours
 
     @classmethod
     def claim(cls, path: str | os.PathLike[str], *, inputs: tuple[Path | None, ...] = (),
               force: bool = False) -> OutputDir:
         """Check ``path`` before any work, creating nothing. Raises ``OutputConflict`` (one line: what, where,
         the fix) when it is not a usable folder, holds files we did not write, or holds one of ``inputs``."""
-        path = Path(path)
+        path = out_path(path)
         check_folder(path)
         ours = cls._ours(path, force) if path.is_dir() else {}
-        for src in inputs:
-            if src is not None and not force and _among_outputs(src, path):
+        given = tuple(src for src in inputs if src is not None)
+        for src in given:
+            if not force and _among_outputs(src, path):
                 raise OutputConflict(f"the input {src} is inside the output folder and would be overwritten; "
                                      "use another --out, or add --force")
-        return cls(path=path, ours=ours, force=force)
+        return cls(path=path, ours=ours, force=force, inputs=given)
 
     @staticmethod
     def _ours(path: Path, force: bool) -> dict[str, str]:
@@ -207,8 +230,9 @@ class OutputDir:
         if best is not None:
             save(best, "final.png")
         for name in self.ours:  # our own earlier outputs that this run did not rewrite (fewer rounds, no final)
-            if name not in written and name != "trajectory.json":
-                (self.path / name).unlink(missing_ok=True)
+            stale = self.path / name
+            if name not in written and name != "trajectory.json" and not self._is_input(stale):
+                stale.unlink(missing_ok=True)
         data = {"refine_agent_version": __version__, **traj.model_dump(mode="json"),
                 "final_image": "final.png" if best is not None else None,
                 "written_by": {"program": PROGRAM, "version": __version__, "files": written}}
@@ -217,6 +241,17 @@ class OutputDir:
         path = self.path / "trajectory.json"
         write_json(path, data)
         return path
+
+
+    def _is_input(self, path: Path) -> bool:
+        return any(_same(path, src) for src in self.inputs)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _among_outputs(src: Path, out: Path) -> bool:

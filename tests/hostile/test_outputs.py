@@ -156,3 +156,69 @@ def test_names_like_ours_in_another_case_are_the_users(scene: tuple[Path, str], 
     r = cli("edit", out / name, scene[1], "--out", out)  # and as an input
     assert name in error_line(r.output, r.exit_code, 2)
     assert changed(before, snapshot(out)) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["edit", "{src}", "{instr}", "--out", "{out}"],
+    ["demo", "--n", "2", "--no-baseline", "--out", "{out}"],
+    ["datasets", "make", "synthetic", "--n", "2", "--out", "{out}"],
+], ids=["edit", "demo", "datasets-make"])
+def test_a_path_through_a_new_folder_and_back_is_checked_like_the_folder(scene: tuple[Path, str], tmp_path: Path,
+                                                                         command: list[str]) -> None:
+    mine = tmp_path / "proj"
+    mine.mkdir()
+    for name in ("final.png", "summary.json", "manifest.jsonl"):
+        (mine / name).write_text("the user's")
+    before = snapshot(tmp_path)
+    args = [a.format(src=scene[0], instr=scene[1], out=mine / "new" / "..") for a in command]
+    r = cli(*args)
+    error_line(r.output, r.exit_code, 2)
+    assert changed(before, snapshot(tmp_path)) == []
+
+
+def test_a_source_named_dot_dot_does_not_write_above_the_default_folder(scene: tuple[Path, str], tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "...png").write_bytes(scene[0].read_bytes())
+    (tmp_path / "final.png").write_text("the user's")
+    r = cli("edit", "...png", scene[1], "--max-rounds", "0")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "final.png").read_text() == "the user's"
+    assert (tmp_path / "refine-agent-out" / "image" / "final.png").is_file()
+
+
+def test_force_never_deletes_an_input(scene: tuple[Path, str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for seed in range(20):  # a run with a re-edit, so round_01.png exists to be reused as the input
+        cli("edit", scene[0], scene[1], "--out", out, "--seed", str(seed), "--max-rounds", "3")
+        if (out / "round_01.png").exists():
+            break
+    given = out / "round_01.png"
+    r = cli("edit", given, scene[1], "--out", out, "--force", "--max-rounds", "0")
+    assert r.exit_code == 0, r.output
+    assert given.is_file()  # a stale round of ours, but the user's input this time: kept
+
+
+def test_a_broken_link_as_out_is_one_line(scene: tuple[Path, str], tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    r = _edit(scene, link)
+    assert "broken link" in error_line(r.output, r.exit_code, 2)
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_report_cut_short_leaves_its_out_folder_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.report as report
+
+    run, out = tmp_path / "run", tmp_path / "out"
+    assert cli("bench", "synthetic", "--run-dir", run, "--limit", "3", "--max-rounds", "1").exit_code == 0
+    real = report.collect_report
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt  # Ctrl-C after summary.json was written, before the ledger has its hashes
+
+    monkeypatch.setattr(report, "collect_report", interrupted)
+    assert cli("report", run, "--out", out).exit_code == 130
+    monkeypatch.setattr(report, "collect_report", real)
+    r = cli("report", run, "--out", out)
+    assert r.exit_code == 0, r.output
