@@ -22,6 +22,8 @@ from refine_agent.types import JudgeRequest, Verdict
 
 from .concurrency import for_each
 
+UNREADABLE = "image_unreadable"  # in a failed verdict's info: no judgment was made, so try again next time
+
 
 def judge_key(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -65,7 +67,10 @@ async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runt
 
 async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed: int, rec: SampleRecord) -> None:
     assert rec.trajectory is not None and rec.inputs is not None
-    have = await asyncio.to_thread(store.evals, key, rec.sample_id)
+    # A judgment is final once made; one that could not be made because an image file was unreadable is
+    # tried again on the next rejudge (the file may be back).
+    have = {i: v for i, v in (await asyncio.to_thread(store.evals, key, rec.sample_id)).items()
+            if not v.info.get(UNREADABLE)}
     try:
         source = await asyncio.to_thread(store.get_image, rec.inputs.source)
         mask = await asyncio.to_thread(store.get_image, rec.inputs.mask) if rec.inputs.mask else None
@@ -73,7 +78,8 @@ async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed
         for rnd in rec.trajectory.rounds:
             if rnd.image is not None and rnd.index not in have:
                 await asyncio.to_thread(store.put_eval, key, rec.sample_id, rnd.index,
-                                        Verdict.failed("error", f"stored input image unreadable: {describe(exc)}"))
+                                        Verdict.failed("error", f"stored input image unreadable: {describe(exc)}",
+                                                       info={UNREADABLE: True}))
         return
     context = rec.inputs.context
     for rnd in rec.trajectory.rounds:
@@ -83,7 +89,8 @@ async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed
             edited = await asyncio.to_thread(store.get_image, rnd.image)
         except (OSError, InputError) as exc:  # a lost file is a failed judgment, counted, never scored
             await asyncio.to_thread(store.put_eval, key, rec.sample_id, rnd.index,
-                                    Verdict.failed("error", f"stored image unreadable: {describe(exc)}"))
+                                    Verdict.failed("error", f"stored image unreadable: {describe(exc)}",
+                                                   info={UNREADABLE: True}))
             continue
         s = derive_seed(seed, rec.sample_id, rnd.index, "eval")
         req = JudgeRequest(source=source, edited=edited, instruction=rec.trajectory.instruction, seed=s, mask=mask,

@@ -316,6 +316,9 @@ def make_report(run_dir: Path, out_dir: Path | None = None, *, max_samples: int 
     finally:
         store.close()
     ablation, damaged = read_ablation(run_dir / "ablation.json")
+    if ablation is not None and ablation.get("eval_judge") != summary.get("eval_judge"):
+        ablation, damaged = None, (f"{run_dir / 'ablation.json'} was computed with another evaluation judge (before "
+                                   "a rejudge), so the report leaves it out; the budget table above is current")
     if damaged is not None:  # shown in the terminal and on the page; summary.json is about the records only
         summary = {**summary, "warnings": [*summary.get("warnings", []), damaged]}
     plots = make_plots(out_dir, summary, data)

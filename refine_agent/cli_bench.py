@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +28,7 @@ EvalJudgeOpt = Annotated[str | None, typer.Option(
 EvalJudgeKV = Annotated[list[str] | None, typer.Option(
     "--eval-judge-opt", "-V", help="Evaluation judge option key=value (repeatable).")]
 MaxSamplesOpt = Annotated[int, typer.Option("--max-samples", min=1, help="Samples refined at once.")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, max=sys.maxsize, help="Only the first N samples.")]
 ReadOutOpt = Annotated[Path | None, typer.Option(
     "--out", "-o", help="Write the outputs here instead of the run directory (which may be read-only).")]
 SummaryForceOpt = Annotated[bool, typer.Option(
@@ -95,7 +97,7 @@ def bench(
     run_dir: Annotated[Path, typer.Option("--run-dir", "-d", help="Where the run's records and images go.")],
     eval_judge: EvalJudgeOpt = None,
     eval_judge_opt: EvalJudgeKV = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
+    limit: LimitOpt = None,
     max_samples: MaxSamplesOpt = 8,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --run-dir.")] = False,
     budgets: Annotated[str | None, typer.Option(
@@ -119,8 +121,13 @@ def bench(
             max_samples=max_samples,
             eval_judge=ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
             if eval_judge else None)
+        from .outputs import out_path
         from .store import RunStore
 
+        run_dir = out_path(run_dir)
+        if resume and not (run_dir / "run.json").is_file():
+            raise _input_error(f"--resume: {run_dir} holds no run to continue (no run.json); drop --resume to start "
+                               "a new run there")
         with RunStore(run_dir, writer=True) as store:
             with _progress() as bar:
                 task = bar.add_task("samples", total=None, rounds=0, errors=0, calls=0, cost=0.0)
@@ -171,7 +178,8 @@ def rejudge(
                     bar.update(task, advance=1, calls=sum(stats.calls.values()), cost=stats.cost_usd)
 
                 info = asyncio.run(run_rejudge(store, spec, max_samples=max_samples, on_sample=advance))
-            _summarize_and_print(store, info, force=force)
+            summary = _summarize_and_print(store, info, force=force)
+        _exit_if_nothing_scored(summary)
 
 
 @app.command()
@@ -230,7 +238,7 @@ def judge_eval(
     dataset: DatasetArg,
     judge: Annotated[str, typer.Option("--judge", "-j", help="The judge to evaluate.")],
     judge_opt: Annotated[list[str] | None, typer.Option("--judge-opt", "-J", help="Judge option key=value.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
+    limit: LimitOpt = None,
     max_samples: MaxSamplesOpt = 8,
     dataset_opt: DatasetKV = None,
     seed: Annotated[int, seed_option("Seed for the judge.")] = 0,
@@ -282,3 +290,4 @@ def report(
         print_summary(console, made.summary)
         console.print(f"wrote {made.html} (open it in a browser), {made.html.parent / 'summary.json'} and "
                       f"{made.plots}/*.png", soft_wrap=True)
+        _exit_if_nothing_scored(made.summary)

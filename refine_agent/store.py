@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from .errors import InputError, describe
-from .images import Image, decode_image
+from .errors import InputError, describe, validation_message
+from .images import Image, decode_image, max_image_bytes, read_image_file
 from .store_access import (
     FIX,
     RunInUse,  # noqa: F401 (re-exported: callers catch it as refine_agent.store.RunInUse)
@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS evals (
 CREATE INDEX IF NOT EXISTS samples_by_idx ON samples (idx);
 """
 _REQUIRED_TABLES = {"meta", "results", "samples", "rounds", "evals"}
+# What a run directory holds before its first record: a new run may start in a folder holding only these.
+_RUN_FILES = {".lock", "images", "records.sqlite", "records.sqlite-wal", "records.sqlite-shm", "run.json"}
 
 
 class SampleInputs(BaseModel):
@@ -116,6 +118,7 @@ class RunStore:
         self._lock = threading.Lock()
         self._lockfile: Any = None
         if writer and create and not (self.run_json.exists() and not self._has_records()):
+            self._check_new_run_dir()
             self.dir.mkdir(parents=True, exist_ok=True)
         else:  # run.json without its records means the results were deleted: say so, never start afresh
             self._require_file()
@@ -171,10 +174,23 @@ class RunStore:
             return connect(self.db_path, "immutable")  # a folder no one here can write: nothing can change
         return connect(self.db_path, "ro")
 
+    def _check_new_run_dir(self) -> None:
+        """bench makes its run in a new or empty folder, or continues its own: never among a user's files."""
+        if os.path.lexists(self.dir) and not self.dir.is_dir():
+            raise StoreError(f"--run-dir {self.dir} is not a folder; give a new or empty folder for the run")
+        if self.dir.is_dir() and not self._has_records():
+            foreign = sorted(p.name for p in self.dir.iterdir() if p.name not in _RUN_FILES)
+            if foreign:
+                raise StoreError(f"--run-dir {self.dir} holds {', '.join(foreign[:3])} and no run; give a new or "
+                                 "empty folder for the run")
+
     def _require_file(self) -> None:
         if not self.dir.is_dir():
-            raise StoreError(f"{self.dir} is not a run directory (no such folder); make one with 'refine-agent "
-                             "bench'")
+            what = "not a folder" if os.path.lexists(self.dir) else "no such folder"
+            raise StoreError(f"{self.dir} is not a run directory ({what}); make one with 'refine-agent bench'")
+        if not self.db_path.exists() and not self.run_json.exists():
+            raise StoreError(f"{self.dir} is not a run directory (no records.sqlite, no run.json); make one with "
+                             "'refine-agent bench'")
         if not self.db_path.is_file():
             raise StoreError(f"{self.db_path} is missing, so this run's results are gone; {FIX}")
         if self.db_path.stat().st_size == 0:
@@ -232,8 +248,8 @@ class RunStore:
     def require_samples(self) -> None:
         """Readers need something to read: a store with no sample record is an error, never '0 samples'."""
         if not self._query("SELECT 1 FROM samples LIMIT 1"):
-            raise StoreError(f"{self.db_path} holds no finished sample yet; wait for 'refine-agent bench' to finish "
-                             "one, or continue it with --resume")
+            raise StoreError(f"{self.db_path} holds no sample yet (the run made none so far, or its dataset was "
+                             "empty); wait for 'refine-agent bench' to finish one, or continue it with --resume")
 
     @property
     def is_empty(self) -> bool:
@@ -262,10 +278,24 @@ class RunStore:
         return info
 
     def require_run_info(self) -> dict[str, Any]:
+        """run.json, checked to describe a run (its config, dataset and tools), so a damaged field is an error
+        naming the file here, before any work, not a crash halfway through a command."""
         info = self.read_run_info()
         if info is None:
             raise StoreError(f"{self.run_json} is missing, so {self.dir} is not a run directory; make one with "
                              "'refine-agent bench'")
+        from .config import RunConfig  # the config's own schema says what a damaged field is
+
+        try:
+            full = RunConfig.model_validate(info.get("config")).model_dump(mode="json")
+        except ValidationError as exc:
+            raise StoreError(f"{self.run_json} is damaged ({validation_message(exc, 'its config')}); restore it "
+                             "from a backup, or start a new run with another --run-dir") from None
+        missing = _missing_keys(full, info["config"])  # bench writes the whole config: a default is no answer
+        bad = [k for k in ("dataset", "tools") if not isinstance(info.get(k), dict)] + missing
+        if bad or not isinstance(info["dataset"].get("spec"), str):
+            raise StoreError(f"{self.run_json} is damaged ({', '.join(bad) or 'dataset.spec'} missing or of the "
+                             "wrong type); restore it from a backup, or start a new run with another --run-dir")
         return info
 
     # -- images --------------------------------------------------------------------------------------------
@@ -281,8 +311,8 @@ class RunStore:
 
     def get_image(self, sha: str) -> Image:
         path = self.image_path(sha)
-        try:
-            img = decode_image(path.read_bytes(), name=str(path), max_pixels=2**62)
+        try:  # a blob swapped for a FIFO or a huge file is refused, never read without bound
+            img = decode_image(read_image_file(path, limit=max_image_bytes(2**62)), name=str(path), max_pixels=2**62)
         except InputError as exc:
             raise StoreError(f"{path} is damaged ({exc}); delete it and run 'bench --resume' to make it again") \
                 from None
@@ -300,7 +330,7 @@ class RunStore:
             return None
         try:
             return decode_result(rows[0][0], rows[0][1], self)
-        except (OSError, InputError):
+        except (OSError, InputError, ValidationError, ValueError, TypeError, KeyError):  # made again, not trusted
             self._exec("DELETE FROM results WHERE key=?", (key,))
             return None
 
@@ -318,7 +348,8 @@ class RunStore:
 
     def rounds(self, sample_id: str) -> list[Round]:
         rows = self._query("SELECT record FROM rounds WHERE sample_id=? ORDER BY round", (sample_id,))
-        return [Round.model_validate_json(r[0]) for r in rows]
+        with self._record_of(sample_id):
+            return [Round.model_validate_json(r[0]) for r in rows]
 
     def finish_sample(self, sample_id: str, index: int, category: str | None, instruction: str,
                       trajectory: Trajectory, inputs: SampleInputs, extra: dict[str, Any] | None = None) -> None:
@@ -374,12 +405,22 @@ class RunStore:
             if not rows:
                 return
             for sid, idx, cat, instr, status, err, kind, traj, extra, inputs in rows:
-                yield SampleRecord(sample_id=sid, index=idx, category=cat, instruction=instr, status=status,
-                                   error=err, error_kind=kind,
-                                   trajectory=Trajectory.model_validate_json(traj) if traj else None,
-                                   extra=json.loads(extra or "{}"),
-                                   inputs=SampleInputs.model_validate_json(inputs) if inputs else None)
+                with self._record_of(sid):
+                    yield SampleRecord(sample_id=sid, index=idx, category=cat, instruction=instr, status=status,
+                                       error=err, error_kind=kind,
+                                       trajectory=Trajectory.model_validate_json(traj) if traj else None,
+                                       extra=json.loads(extra or "{}"),
+                                       inputs=SampleInputs.model_validate_json(inputs) if inputs else None)
             last = (rows[-1][1], rows[-1][0])
+
+    @contextmanager
+    def _record_of(self, sample_id: str) -> Iterator[None]:
+        """A record that no longer parses is damage to the store: name the file and the sample."""
+        try:
+            yield
+        except (ValidationError, ValueError, TypeError) as exc:
+            raise StoreError(f"{self.db_path} is damaged: the record of sample {sample_id!r} cannot be read "
+                             f"({describe(exc)}); {FIX}") from None
 
     # -- evaluation verdicts -------------------------------------------------------------------------------
     def put_eval(self, judge: str, sample_id: str, round_index: int, verdict: Verdict) -> None:
@@ -388,7 +429,21 @@ class RunStore:
 
     def evals(self, judge: str, sample_id: str) -> dict[int, Verdict]:
         rows = self._query("SELECT round, verdict FROM evals WHERE judge=? AND sample_id=?", (judge, sample_id))
-        return {r: Verdict.model_validate_json(v) for r, v in rows}
+        with self._record_of(sample_id):
+            return {r: Verdict.model_validate_json(v) for r, v in rows}
+
+
+def _missing_keys(full: Any, given: Any, prefix: str = "config.") -> list[str]:
+    """The fields of ``full`` (a complete config) that ``given`` (as stored) leaves out."""
+    if not isinstance(full, dict) or not isinstance(given, dict):
+        return []
+    out = []
+    for key, value in full.items():
+        if key not in given:
+            out.append(prefix + key)
+        elif key != "options":  # a tool's options are what was given, never filled in
+            out += _missing_keys(value, given[key], f"{prefix}{key}.")
+    return out
 
 
 def open_run(run_dir: str | os.PathLike[str], *, writer: bool = False) -> tuple[RunStore, dict[str, Any]]:

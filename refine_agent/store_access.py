@@ -102,6 +102,8 @@ def store_error(exc: sqlite3.Error, db: Path) -> StoreError | None:
     text = str(exc).lower()
     if name.startswith(_DAMAGED) or "malformed" in text or "not a database" in text:
         return StoreError(f"{db} is damaged ({exc}); {FIX}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return StoreError(f"{db} is locked by another program ({exc}); try again once it is done")
     if name.startswith(_UNUSABLE) or any(w in text for w in ("disk is full", "disk i/o", "readonly",
                                                                "unable to open")):
         return StoreError(f"cannot use {db} ({exc}); free disk space or fix its permissions, then run the command "

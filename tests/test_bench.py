@@ -232,6 +232,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while _done(run) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "the bench ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err

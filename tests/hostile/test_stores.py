@@ -86,16 +86,16 @@ def test_a_missing_run_dir_is_not_created(tmp_path: Path, command: list[str]) ->
     assert not (tmp_path / "nope").exists()
 
 
-def test_a_store_with_no_finished_sample_is_an_error_not_zero_samples(tmp_path: Path) -> None:
+def test_a_store_with_no_finished_sample_is_an_error_not_zero_samples(good_run: Path, tmp_path: Path) -> None:
     from refine_agent.store import RunStore
 
     run = tmp_path / "run"
     RunStore(run).close()  # a bench killed before its first sample finished
-    (run / "run.json").write_text(json.dumps({"config": {}}), encoding="utf-8")
+    shutil.copy(good_run / "run.json", run / "run.json")
     before = snapshot(run)
     for command in READERS:
         r = cli(command[0], run, *command[1:])
-        assert "no finished sample" in error_line(r.output, r.exit_code, 2)
+        assert "holds no sample yet" in error_line(r.output, r.exit_code, 2)
     assert changed(before, snapshot(run)) == []
 
 
@@ -301,3 +301,82 @@ def test_rejudge_refuses_to_shrink_the_summary_before_judging(run: Path) -> None
     assert "holds 6 samples" in error_line(r.output, r.exit_code, 2) and "rejudging" not in r.output
     with sqlite3.connect(run / "records.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM evals").fetchone()[0] == evals
+
+
+@pytest.mark.parametrize("how", ["config not a mapping", "budget deleted", "max_rounds markup", "dataset deleted",
+                                 "tools a list"])
+@pytest.mark.parametrize("command", ALL, ids=lambda c: c[0])
+def test_a_damaged_field_of_run_json_is_named_before_any_work(run: Path, how: str, command: list[str]) -> None:
+    info = json.loads((run / "run.json").read_text())
+    if how == "config not a mapping":
+        info["config"] = "x"
+    elif how == "budget deleted":
+        del info["config"]["budget"]
+    elif how == "max_rounds markup":
+        info["config"]["budget"]["max_rounds"] = "[/]"
+    elif how == "dataset deleted":
+        del info["dataset"]
+    else:
+        info["tools"] = [1]
+    (run / "run.json").write_text(json.dumps(info))
+    before = snapshot(run)
+    r = cli(command[0], run, *command[1:])
+    assert "run.json is damaged" in error_line(r.output, r.exit_code, 2)
+    assert changed(before, snapshot(run)) == []
+
+
+def test_a_record_that_no_longer_parses_names_the_store_and_the_sample(run: Path) -> None:
+    with sqlite3.connect(run / "records.sqlite") as db:
+        sid = db.execute("SELECT sample_id FROM samples WHERE trajectory IS NOT NULL LIMIT 1").fetchone()[0]
+        db.execute("UPDATE samples SET trajectory='{garbage' WHERE sample_id=?", (sid,))
+    for command in ALL:
+        r = cli(command[0], run, *command[1:])
+        line = error_line(r.output, r.exit_code, 2)
+        assert "records.sqlite is damaged" in line and repr(sid) in line
+
+
+@pytest.mark.parametrize("setup", ["user files", "a file", "the current folder"])
+def test_bench_never_makes_its_run_among_other_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     setup: str) -> None:
+    target = tmp_path / "u"
+    if setup == "a file":
+        target.write_text("a file")
+    else:
+        target.mkdir()
+        (target / "summary.json").write_text("the user's")
+    if setup == "the current folder":
+        monkeypatch.chdir(target)
+        target = Path("")
+    before = snapshot(tmp_path)
+    r = cli("bench", "synthetic", "--run-dir", target, "--limit", "2")
+    error_line(r.output, r.exit_code, 2)
+    assert changed(before, snapshot(tmp_path)) == []
+
+
+def test_resume_of_a_run_that_is_not_there_says_so(tmp_path: Path) -> None:
+    r = cli("bench", "synthetic", "--run-dir", tmp_path / "nope", "--limit", "2", "--resume")
+    assert "holds no run to continue" in error_line(r.output, r.exit_code, 2)
+    assert not (tmp_path / "nope").exists()
+
+
+def test_a_dataset_folder_is_not_taken_for_a_damaged_run(tmp_path: Path) -> None:
+    assert cli("datasets", "make", "synthetic", "--n", "2", "--out", tmp_path / "d").exit_code == 0
+    r = cli("report", tmp_path / "d")
+    assert "not a run directory" in error_line(r.output, r.exit_code, 2)
+
+
+def test_rejudge_with_lost_images_fails_then_recovers_once_they_are_back(run: Path) -> None:
+    shutil.move(run / "images", run.parent / "images-away")
+    r = cli("rejudge", run, "--eval-judge", "verify", "-V", "noise=1")
+    assert "no sample could be scored" in error_line(r.output, r.exit_code, 1)
+    shutil.rmtree(run / "images")  # the empty folder the writer made again
+    shutil.move(run.parent / "images-away", run / "images")
+    r = cli("rejudge", run, "--eval-judge", "verify", "-V", "noise=1")
+    assert r.exit_code == 0 and "calls 0" not in r.output, r.output  # judged now: the failures were not cached
+    assert json.loads((run / "summary.json").read_text())["n_scored_pairs"] > 0
+
+
+def test_report_leaves_out_an_ablation_of_an_earlier_evaluation_judge(run: Path) -> None:
+    assert cli("rejudge", run, "--eval-judge", "verify", "-V", "noise=1").exit_code == 0
+    r = cli("report", run, env={"COLUMNS": "300"})
+    assert r.exit_code == 0 and "computed with another evaluation judge" in r.output
