@@ -19,11 +19,24 @@ from rich.text import Text
 
 # Control characters other than newline and tab (ESC above all) would let a file name or a tool's reply
 # move the cursor, clear the screen or retitle the terminal: they print as visible escapes instead.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional overrides (U+202E and kin) would reorder what follows them on the line, so they go too.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MAX_LINE = 2000  # an error line quotes user text; a 100 KB instruction should not fill the terminal
 
 
 def visible(text: str) -> str:
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROLS.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """A message as one visible line: newlines shown as escapes, and cut (saying so) past ``limit``."""
+    text = visible(text).replace("\n", "\\n")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def plain(text: RenderableType) -> RenderableType:

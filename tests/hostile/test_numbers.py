@@ -61,3 +61,36 @@ def test_bad_bench_numbers_are_refused_before_anything_is_made(tmp_path: Path, a
     r = cli("bench", "synthetic", "--run-dir", tmp_path / "run", *args)
     error_line(r.output, r.exit_code, 2)
     assert changed(before, snapshot(tmp_path)) == []
+
+
+@pytest.mark.parametrize("args", [["--limit", "9223372036854775808"], ["--limit", "1e20"]])
+def test_limits_past_what_can_be_counted_are_refused(tmp_path: Path, args: list[str]) -> None:
+    r = cli("bench", "synthetic", "--run-dir", tmp_path / "run", *args)
+    assert "--limit" in error_line(r.output, r.exit_code, 2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_demo_size_is_bounded() -> None:
+    r = cli("demo", "--n", "10001")
+    assert "--n" in error_line(r.output, r.exit_code, 2)
+
+
+@pytest.mark.parametrize("text, fmt", [("editor: 5\n", "yaml"), ("seed: " + "1" * 5000 + "\n", "yaml"),
+                                       ('{"seed": ' + "1" * 5000 + "}", "json"), ("[" * 100_000, "json")])
+def test_hostile_config_files_are_one_line(tmp_path: Path, text: str, fmt: str) -> None:
+    config = tmp_path / f"c.{fmt}"
+    config.write_text(text)
+    r = cli("bench", "synthetic", "--run-dir", tmp_path / "run", "--config", config)
+    assert "c." + fmt in error_line(r.output, r.exit_code, 2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_manifest_line_with_a_huge_number_or_deep_nesting_is_an_error_record(tmp_path: Path) -> None:
+    from tools.synthetic.generate import make_sample
+
+    s = make_sample(5, seed=0)
+    s.image().save(tmp_path / "a.png")
+    good = json.dumps({"id": "a", "source": "a.png", "instruction": s.instruction})
+    (tmp_path / "m.jsonl").write_text(good + "\n" + '{"id": ' + "9" * 5000 + "}\n" + "[" * 100_000 + "\n")
+    r = cli("bench", f"jsonl:{tmp_path / 'm.jsonl'}", "--run-dir", tmp_path / "run", "--max-rounds", "0")
+    assert r.exit_code == 0 and "load_error 2" in r.output, r.output

@@ -142,3 +142,13 @@ def test_terminal_control_sequences_print_as_visible_escapes(tmp_path: Path) -> 
     r = cli("edit", src, "clear \x1b]0;owned\x07 the screen", "--out", tmp_path / "o", env=WIDE)
     line = error_line(r.output, r.exit_code, 2)
     assert "\x1b" not in r.output and "a\\x1b[2Jb.png" in line
+
+
+def test_error_lines_stay_one_line_and_bounded(scene: tuple[Path, str], tmp_path: Path) -> None:
+    path, _ = scene
+    r = cli("edit", path, "make it \u202eblue\nand green", "--out", tmp_path / "o", env=WIDE)
+    line = error_line(r.output, r.exit_code, 2)
+    assert "\\u202e" in line and "\\n" in line and "\u202e" not in r.output
+    r = cli("edit", path, "x" * 100_000, "--out", tmp_path / "o2", env=WIDE)
+    line = error_line(r.output, r.exit_code, 2)
+    assert len(line) < 3000 and "more characters" in line
