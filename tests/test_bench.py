@@ -227,8 +227,10 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"}
     run = tmp_path / "run"
+    # A shell that starts a job in the background ignores SIGINT for it, and the child would inherit that
+    # (then Python never raises KeyboardInterrupt): give it the default, as an interactive terminal does.
     proc = subprocess.Popen(_bench_cmd(run, 20), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while _done(run) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
