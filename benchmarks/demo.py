@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refine_agent.tools.synthetic.generate import SyntheticSample, iter_samples
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -37,7 +38,6 @@ from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime
 from refine_agent.terminal import text_column
 from refine_agent.types import JudgeRequest, Trajectory, Verdict
-from tools.synthetic.generate import SyntheticSample, iter_samples
 
 
 @dataclass

@@ -237,7 +237,7 @@ def demo(
     force: ForceOpt = False,
 ) -> None:
     """Refine a synthetic set offline (sim editor, verify judge, rule critic) and compare with one-shot."""
-    from benchmarks.demo import run_demo
+    from refine_agent.benchmarks.demo import run_demo
 
     with handled():
         run_demo(console, n=n, seed=seed, max_rounds=max_rounds, skill=skill, noise=judge_noise,
@@ -259,7 +259,7 @@ def datasets_make(
     with handled():
         if kind != "synthetic":
             raise InputError(f"unknown dataset kind '{kind}'; known: synthetic")
-        from tools.synthetic.generate import write_dataset
+        from refine_agent.tools.synthetic.generate import write_dataset
 
         from .outputs import out_path
 

@@ -58,9 +58,9 @@ def _input_error(msg: str) -> Exception:
 
 
 def _summarize_and_print(store: Any, info: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
-    from benchmarks.evaluate import summarize
-    from benchmarks.summary_file import save_summary
-    from benchmarks.tables import print_summary
+    from refine_agent.benchmarks.evaluate import summarize
+    from refine_agent.benchmarks.summary_file import save_summary
+    from refine_agent.benchmarks.tables import print_summary
 
     summary = summarize(store, info)
     path = save_summary(store.dir / "summary.json", summary, force=force)
@@ -71,9 +71,9 @@ def _summarize_and_print(store: Any, info: dict[str, Any], *, force: bool = Fals
 
 def _ablate_and_print(store: Any, info: dict[str, Any], budgets: list[int], overrides: dict[str, Any],
                       out_dir: Path, name: str = "ablation.json") -> None:
-    from benchmarks.ablate import ablate
-    from benchmarks.plots import budget_curves
-    from benchmarks.tables import print_ablation
+    from refine_agent.benchmarks.ablate import ablate
+    from refine_agent.benchmarks.plots import budget_curves
+    from refine_agent.benchmarks.tables import print_ablation
 
     result = ablate(store, info, budgets, overrides)
     path = out_dir / name
@@ -106,8 +106,8 @@ def bench(
     **flags: Any,
 ) -> None:
     """Refine every sample of a dataset and measure the gain over one-shot, resumably."""
-    from benchmarks.ablate import parse_budgets
-    from benchmarks.runner import Bench, BenchSettings
+    from refine_agent.benchmarks.ablate import parse_budgets
+    from refine_agent.benchmarks.runner import Bench, BenchSettings
 
     with handled():
         budget_list = parse_budgets(budgets) if budgets else None
@@ -162,8 +162,8 @@ def rejudge(
 ) -> None:
     """Re-score every stored image of a run with a new evaluation judge, without re-editing; then run 'report'
     again to see the new scores in report.html."""
-    from benchmarks.rejudge import rejudge as run_rejudge
-    from benchmarks.summary_file import check_no_shrink
+    from refine_agent.benchmarks.rejudge import rejudge as run_rejudge
+    from refine_agent.benchmarks.summary_file import check_no_shrink
 
     with handled():
         spec = ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
@@ -190,8 +190,8 @@ def export(
     force: OutForceOpt = False,
 ) -> None:
     """Write RUN_DIR/export/rounds.<format> (or OUT/rounds.<format>): one row per sample and round, for pandas."""
-    from benchmarks.export import check_format
-    from benchmarks.export import export as run_export
+    from refine_agent.benchmarks.export import check_format
+    from refine_agent.benchmarks.export import export as run_export
 
     from .outputs import FilesTarget
 
@@ -217,7 +217,7 @@ def ablate(
 ) -> None:
     """Numbers at every budget from one stored run, with no new tool calls. Writes
     ablation-<what it replays>.json, so it never replaces the ablation.json of 'bench --budgets'."""
-    from benchmarks.ablate import ablation_file, parse_budgets
+    from refine_agent.benchmarks.ablate import ablation_file, parse_budgets
 
     from .outputs import FilesTarget
 
@@ -245,9 +245,9 @@ def judge_eval(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the result as JSON.")] = None,
 ) -> None:
     """How well a judge agrees with human scores: PLCC (raw and logistic-fitted), SRCC, KRCC."""
-    from benchmarks.datasets import load_dataset
-    from benchmarks.judge_eval import judge_eval as run_judge_eval
-    from benchmarks.tables import print_judge_eval
+    from refine_agent.benchmarks.datasets import load_dataset
+    from refine_agent.benchmarks.judge_eval import judge_eval as run_judge_eval
+    from refine_agent.benchmarks.tables import print_judge_eval
 
     from .outputs import check_file
     from .registry import create_tool
@@ -282,8 +282,8 @@ def report(
 ) -> None:
     """Print the run's tables and write summary.json, report.html (self-contained) and plots/*.png to RUN_DIR
     (or --out). Run it again after 'rejudge' to see the new evaluation judge's scores."""
-    from benchmarks.report import make_report
-    from benchmarks.tables import print_summary
+    from refine_agent.benchmarks.report import make_report
+    from refine_agent.benchmarks.tables import print_summary
 
     with handled():
         made = make_report(run_dir, out, max_samples=max_samples, force=force)

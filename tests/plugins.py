@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
+from refine_agent.tools.editors.sim import SimEditor
+
 from refine_agent.types import EditRequest, EditResult, JudgeRequest, Verdict
-from tools.editors.sim import SimEditor
 
 
 class LoggingSimEditor(SimEditor):

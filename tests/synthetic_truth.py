@@ -3,9 +3,10 @@ can check the verifier and the editor independently of each other."""
 
 from __future__ import annotations
 
+from refine_agent.tools.synthetic.generate import SyntheticSample
+from refine_agent.tools.synthetic.scene import Scene, Shape, cell_centre, render
+
 from refine_agent.images import Image
-from tools.synthetic.generate import SyntheticSample
-from tools.synthetic.scene import Scene, Shape, cell_centre, render
 
 
 def expected_scene(sample: SyntheticSample) -> Scene:

@@ -6,16 +6,16 @@ import asyncio
 
 import numpy as np
 import pytest
+from refine_agent.tools.api.chat import Msg, make_adapter
+from refine_agent.tools.api.errors import Refused
+from refine_agent.tools.api.options import APIOptions
+from refine_agent.tools.api.ratelimit import RateLimiter
 
 from refine_agent import RuntimeConfig
 from refine_agent.errors import ConfigError, PermanentToolError, ToolCallFailed, TransientToolError
 from refine_agent.images import Image
 from refine_agent.runtime import RetryPolicy
 from refine_agent.types import EditRequest
-from tools.api.chat import Msg, make_adapter
-from tools.api.errors import Refused
-from tools.api.options import APIOptions
-from tools.api.ratelimit import RateLimiter
 
 from .fake_api import FakeAPI, Fault, Slow, anthropic_reply, chat_reply, fake_api_fixture, images_reply  # noqa: F401
 
@@ -203,7 +203,7 @@ async def test_rate_limits_space_requests() -> None:
 
 
 async def test_the_openai_image_editor(fake_api: FakeAPI) -> None:
-    from tools.editors.openai_images import OpenAIImageEditor
+    from refine_agent.tools.editors.openai_images import OpenAIImageEditor
 
     out = picture(5, (32, 32))
     fake_api.script("images", images_reply([out], usage=(100, 200, 300)))
@@ -243,7 +243,7 @@ async def test_a_rejected_temperature_says_how_to_fix_it(fake_api: FakeAPI) -> N
     chat = adapter("openai", "o4-mini", opts(fake_api))
     with pytest.raises(PermanentToolError, match="temperature=none"):
         await chat.complete([Msg(role="user", parts=["x"])], temperature=0.0)
-    from tools.judges.vlm import JudgeOptions
+    from refine_agent.tools.judges.vlm import JudgeOptions
 
     assert JudgeOptions.model_validate({"temperature": "none"}).temperature is None
     assert "temperature" not in ((await chat.complete([Msg(role="user", parts=["x"])], temperature=None)) and
@@ -259,7 +259,7 @@ async def test_an_exhausted_quota_is_not_retried(fake_api: FakeAPI) -> None:
 
 
 def test_prices_come_from_the_longest_matching_model_prefix() -> None:
-    from tools.api.pricing import chat_cost, image_cost
+    from refine_agent.tools.api.pricing import chat_cost, image_cost
 
     assert chat_cost("claude-opus-4-5-20251101", 1_000_000, 0) == 5.0  # not claude-opus-4's 15
     assert chat_cost("claude-opus-4-20250514", 1_000_000, 0) == 15.0

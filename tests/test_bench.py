@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from refine_agent.benchmarks.metrics import budget_row
 from typer.testing import CliRunner
 
-from benchmarks.metrics import budget_row
 from refine_agent.cli import app
 from refine_agent.store import RunStore
 
@@ -244,7 +244,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
 
 
 def test_bad_rows_become_error_records_and_the_rest_go_on(tmp_path: Path) -> None:
-    from tools.synthetic.generate import make_sample
+    from refine_agent.tools.synthetic.generate import make_sample
 
     data = tmp_path / "data"
     (data / "img").mkdir(parents=True)
@@ -318,10 +318,11 @@ def test_a_separate_evaluation_judge_scores_every_round(tmp_path: Path) -> None:
 
 
 async def test_a_sample_that_fails_unexpectedly_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
-    from benchmarks.datasets.base import Dataset, ImageRef, Sample
-    from benchmarks.runner import Bench, BenchSettings
+    from refine_agent.benchmarks.datasets.base import Dataset, ImageRef, Sample
+    from refine_agent.benchmarks.runner import Bench, BenchSettings
+    from refine_agent.tools.synthetic.generate import iter_samples
+
     from refine_agent.config import RunConfig
-    from tools.synthetic.generate import iter_samples
 
     class Exploding(ImageRef):
         def load(self, max_pixels: int = 0):  # type: ignore[no-untyped-def,override]
@@ -342,10 +343,11 @@ async def test_a_sample_that_fails_unexpectedly_is_recorded_and_the_run_goes_on(
 
 
 async def test_a_broken_store_stops_the_run_instead_of_hanging(tmp_path: Path) -> None:
-    from benchmarks.datasets.base import Dataset, ImageRef, Sample
-    from benchmarks.runner import Bench, BenchSettings
+    from refine_agent.benchmarks.datasets.base import Dataset, ImageRef, Sample
+    from refine_agent.benchmarks.runner import Bench, BenchSettings
+    from refine_agent.tools.synthetic.generate import iter_samples
+
     from refine_agent.config import RunConfig
-    from tools.synthetic.generate import iter_samples
 
     store = RunStore(tmp_path / "run")
     bench = Bench(RunConfig(budget={"max_rounds": 0}), BenchSettings(dataset="synthetic", max_samples=1), store)

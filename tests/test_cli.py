@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from refine_agent.tools.synthetic.generate import make_sample
 from typer.testing import CliRunner
 
 from refine_agent.cli import app
 from refine_agent.errors import InputError
-from tools.synthetic.generate import make_sample
 
 from .photos import photo_array
 from .test_images import _png_header_only

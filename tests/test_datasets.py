@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from refine_agent.benchmarks.datasets import DATASET_KINDS, Dataset, DatasetError, Sample, SampleError, load_dataset
+from refine_agent.benchmarks.datasets.refedit import apply_mask, dilate_mask, parse_polygons, render_polygons
+from refine_agent.benchmarks.datasets.rows import RowError
 
-from benchmarks.datasets import DATASET_KINDS, Dataset, DatasetError, Sample, SampleError, load_dataset
-from benchmarks.datasets.refedit import apply_mask, dilate_mask, parse_polygons, render_polygons
-from benchmarks.datasets.rows import RowError
 from refine_agent.errors import MissingExtraError
 from refine_agent.images import Image
 
@@ -97,7 +97,7 @@ def test_synthetic_size_is_the_limit_and_carries_truth() -> None:
 
 
 def test_jsonl_reads_what_datasets_make_writes(tmp_path: Path) -> None:
-    from tools.synthetic.generate import write_dataset
+    from refine_agent.tools.synthetic.generate import write_dataset
 
     write_dataset(tmp_path, 3, seed=2)
     ds = load_dataset(f"jsonl:{tmp_path}")

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from refine_agent.benchmarks.judge_eval import correlations, logistic4
 from typer.testing import CliRunner
 
-from benchmarks.judge_eval import correlations, logistic4
 from refine_agent.cli import app
 from refine_agent.images import Image
 

@@ -1,8 +1,7 @@
 import math
 
 import pytest
-
-from benchmarks.metrics import (
+from refine_agent.benchmarks.metrics import (
     Outcome,
     Score,
     bootstrap_ci,
@@ -14,6 +13,7 @@ from benchmarks.metrics import (
     score_of,
     wilcoxon_p,
 )
+
 from refine_agent.types import Verdict
 
 

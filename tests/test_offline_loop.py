@@ -3,11 +3,12 @@
 import asyncio
 import time
 
-from benchmarks.demo import run_set, summarise
+from refine_agent.benchmarks.demo import run_set, summarise
+from refine_agent.tools.synthetic.generate import iter_samples
+
 from refine_agent import Budget, Runtime, RuntimeConfig, refine
 from refine_agent.registry import create_tool
 from refine_agent.runtime import RetryPolicy
-from tools.synthetic.generate import iter_samples
 
 SAMPLES = list(iter_samples(16, seed=21))
 

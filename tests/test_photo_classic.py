@@ -10,17 +10,17 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from refine_agent.tools.critics.photo_rules import critique_photo
+from refine_agent.tools.editors.classic import ClassicEditor
+from refine_agent.tools.judges.assessment import Assessment, Unsupported
+from refine_agent.tools.photo.check import assess_photo
+from refine_agent.tools.photo.grammar import STRENGTH_LEVELS, PhotoOp, parse_photo_instruction, render_op, render_plan
+from refine_agent.tools.photo.ops import apply_plan, luma, to_float
 from scipy.ndimage import gaussian_filter, laplace
 
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.images import Image
 from refine_agent.types import CritiqueRequest, EditRequest, Round, Verdict
-from tools.critics.photo_rules import critique_photo
-from tools.editors.classic import ClassicEditor
-from tools.judges.assessment import Assessment, Unsupported
-from tools.photo.check import assess_photo
-from tools.photo.grammar import STRENGTH_LEVELS, PhotoOp, parse_photo_instruction, render_op, render_plan
-from tools.photo.ops import apply_plan, luma, to_float
 
 
 def photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:

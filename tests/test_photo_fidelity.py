@@ -8,16 +8,16 @@ import io
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from refine_agent.tools.critics.rule import RuleCritic
+from refine_agent.tools.judges.assessment import Assessment
+from refine_agent.tools.judges.verify import VerifyJudge
+from refine_agent.tools.photo import measure as M
+from refine_agent.tools.photo.check import assess_photo
+from refine_agent.tools.photo.grammar import parse_photo_instruction
+from refine_agent.tools.photo.ops import apply_plan, to_float
 
 from refine_agent.images import Image
 from refine_agent.types import CritiqueRequest, JudgeRequest, Round, Verdict
-from tools.critics.rule import RuleCritic
-from tools.judges.assessment import Assessment
-from tools.judges.verify import VerifyJudge
-from tools.photo import measure as M
-from tools.photo.check import assess_photo
-from tools.photo.grammar import parse_photo_instruction
-from tools.photo.ops import apply_plan, to_float
 
 from .photos import photo_array
 from .test_photo_classic import photo as scene_photo

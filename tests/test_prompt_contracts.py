@@ -6,9 +6,7 @@ import json
 import math
 
 import pytest
-
-from refine_agent.types import Critique, Round, Verdict
-from tools.judges.prompts import (
+from refine_agent.tools.judges.prompts import (
     KNOWN_VALUES,
     MODES,
     CriticAnswer,
@@ -31,6 +29,8 @@ from tools.judges.prompts import (
     parse_structured,
     to_critique,
 )
+
+from refine_agent.types import Critique, Round, Verdict
 
 SCHEMAS = sorted({s for m in MODES.values() for s in m.schemas}, key=lambda s: s.__name__)
 SC = SemanticConsistency

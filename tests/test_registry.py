@@ -72,7 +72,7 @@ def test_name_model_specs_pass_the_model(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_missing_extra_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     reg = Registry()
-    reg.register(ToolEntry("editor", "diffusers", "tools.editors.not_here_yet:Editor", extra="local"))
+    reg.register(ToolEntry("editor", "diffusers", "refine_agent.tools.editors.not_here_yet:Editor", extra="local"))
 
     def fake_import(name: str):  # type: ignore[no-untyped-def]
         err = ModuleNotFoundError("No module named 'torch'")

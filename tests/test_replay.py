@@ -1,6 +1,6 @@
 import pytest
+from refine_agent.benchmarks.replay import Cut, NotReplayable, cut, replay, replay_budgets
 
-from benchmarks.replay import Cut, NotReplayable, cut, replay, replay_budgets
 from refine_agent.loop import LoopPolicy
 from refine_agent.types import CallRecord, Critique, Round, StopReason, Trajectory, Verdict
 

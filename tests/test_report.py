@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
-from benchmarks.metrics import Score, bootstrap_ci
-from benchmarks.report import (
+from refine_agent.benchmarks.metrics import Score, bootstrap_ci
+from refine_agent.benchmarks.report import (
     OUTCOMES,
     classify,
     collect_report,
@@ -24,6 +22,8 @@ from benchmarks.report import (
     pick_cards,
     write_report,
 )
+from typer.testing import CliRunner
+
 from refine_agent.cli import app
 from refine_agent.store import RunStore
 

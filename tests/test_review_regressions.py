@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from refine_agent.tools.synthetic.generate import iter_samples
 
 from refine_agent import Budget, LoopPolicy, Runtime, RuntimeConfig, refine
 from refine_agent.cache import cache_key, canonical
@@ -19,7 +20,6 @@ from refine_agent.registry import create_tool
 from refine_agent.runtime import RetryPolicy
 from refine_agent.testing import FunctionEditor
 from refine_agent.types import EditResult, StopReason
-from tools.synthetic.generate import iter_samples
 
 from .conftest import solid
 

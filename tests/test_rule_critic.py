@@ -2,25 +2,25 @@ import asyncio
 
 import numpy as np
 import pytest
+from refine_agent.benchmarks.replay import cut, replay
+from refine_agent.tools.critics.novelty import normal
+from refine_agent.tools.critics.repeat import RepeatCritic
+from refine_agent.tools.critics.rule import RuleCritic
+from refine_agent.tools.editors.classic import ClassicEditor
+from refine_agent.tools.editors.sim import SimEditor
+from refine_agent.tools.judges.verify import VerifyJudge
+from refine_agent.tools.photo.grammar import parse_photo_instruction
+from refine_agent.tools.synthetic import ops
+from refine_agent.tools.synthetic.generate import iter_samples
+from refine_agent.tools.synthetic.language import parse_scene_instruction
+from refine_agent.tools.synthetic.scene import render
 
-from benchmarks.replay import cut, replay
 from refine_agent.budget import Budget
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.images import Image
 from refine_agent.loop import refine
 from refine_agent.testing import FunctionEditor, FunctionJudge
 from refine_agent.types import Critique, CritiqueRequest, JudgeRequest, Round, StopReason, Trajectory, Verdict
-from tools.critics.novelty import normal
-from tools.critics.repeat import RepeatCritic
-from tools.critics.rule import RuleCritic
-from tools.editors.classic import ClassicEditor
-from tools.editors.sim import SimEditor
-from tools.judges.verify import VerifyJudge
-from tools.photo.grammar import parse_photo_instruction
-from tools.synthetic import ops
-from tools.synthetic.generate import iter_samples
-from tools.synthetic.language import parse_scene_instruction
-from tools.synthetic.scene import render
 
 from .photos import photo_array
 from .synthetic_truth import expected_scene
@@ -79,7 +79,7 @@ async def test_an_unasked_for_object_is_removed() -> None:
     scene = expected_scene(s)
     used = {sh.cell for sh in scene.shapes}
     free = next((r, c) for r in range(3) for c in range(3) if (r, c) not in used)
-    from tools.synthetic.scene import Shape, cell_centre
+    from refine_agent.tools.synthetic.scene import Shape, cell_centre
     cx, cy = cell_centre(free)
     scene.shapes.append(Shape(shape="square", colour="black", size="small", cx=cx, cy=cy))
     c = await critique(s, [Image(render(scene))])

@@ -6,19 +6,19 @@ import io
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from refine_agent.tools.editors.sim import SimEditor
+from refine_agent.tools.judges.assessment import Unsupported
+from refine_agent.tools.judges.scene_check import assess_scene
+from refine_agent.tools.judges.verify import VerifyJudge
+from refine_agent.tools.synthetic import ops
+from refine_agent.tools.synthetic.detect import detect, is_scene
+from refine_agent.tools.synthetic.generate import iter_samples
+from refine_agent.tools.synthetic.palette import label_pixels
+from refine_agent.tools.synthetic.snap import fit, snap, snap_labels
 
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.images import Image
 from refine_agent.types import EditRequest, JudgeRequest, Verdict
-from tools.editors.sim import SimEditor
-from tools.judges.assessment import Unsupported
-from tools.judges.scene_check import assess_scene
-from tools.judges.verify import VerifyJudge
-from tools.synthetic import ops
-from tools.synthetic.detect import detect, is_scene
-from tools.synthetic.generate import iter_samples
-from tools.synthetic.palette import label_pixels
-from tools.synthetic.snap import fit, snap, snap_labels
 
 from .photos import photo_array
 from .synthetic_truth import expected_image

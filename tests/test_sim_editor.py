@@ -2,14 +2,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from refine_agent.tools.editors.sim import SimEditor
+from refine_agent.tools.judges.verify import VerifyJudge
+from refine_agent.tools.synthetic.generate import iter_samples
+from refine_agent.tools.synthetic.language import full_ref, render_instruction
+from refine_agent.tools.synthetic.scene import CANVAS
 
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.types import EditRequest, JudgeRequest
-from tools.editors.sim import SimEditor
-from tools.judges.verify import VerifyJudge
-from tools.synthetic.generate import iter_samples
-from tools.synthetic.language import full_ref, render_instruction
-from tools.synthetic.scene import CANVAS
 
 SAMPLES = list(iter_samples(120, seed=11))
 
@@ -97,8 +97,8 @@ async def test_removing_stray_marks_cleans_them() -> None:
     editor = SimEditor({"skill": 1.0})
     s = SAMPLES[0]
     src = s.image()
-    from tools.synthetic import ops
-    from tools.synthetic.detect import detect
+    from refine_agent.tools.synthetic import ops
+    from refine_agent.tools.synthetic.detect import detect
     dirty = np.array(src.array)
     ops.add_smudges(dirty, np.random.default_rng(0), count=2)
     from refine_agent.images import Image

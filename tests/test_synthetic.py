@@ -4,11 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from refine_agent.images import load_image
-from tools.synthetic.detect import detect, is_scene
-from tools.synthetic.generate import iter_samples, make_sample, write_dataset
-from tools.synthetic.language import (
+from refine_agent.tools.synthetic.detect import detect, is_scene
+from refine_agent.tools.synthetic.generate import iter_samples, make_sample, write_dataset
+from refine_agent.tools.synthetic.language import (
     ParseError,
     RefExpr,
     describe_ref,
@@ -16,8 +14,10 @@ from tools.synthetic.language import (
     render_instruction,
     resolve,
 )
-from tools.synthetic.palette import SHAPE_COLOURS
-from tools.synthetic.scene import CANVAS
+from refine_agent.tools.synthetic.palette import SHAPE_COLOURS
+from refine_agent.tools.synthetic.scene import CANVAS
+
+from refine_agent.images import load_image
 
 SAMPLES = list(iter_samples(120, seed=3))
 

@@ -1,11 +1,11 @@
 import numpy as np
+from refine_agent.tools.judges.verify import VerifyJudge
+from refine_agent.tools.synthetic import ops
+from refine_agent.tools.synthetic.generate import iter_samples
+from refine_agent.tools.synthetic.scene import render
 
 from refine_agent.images import Image
 from refine_agent.types import JudgeRequest
-from tools.judges.verify import VerifyJudge
-from tools.synthetic import ops
-from tools.synthetic.generate import iter_samples
-from tools.synthetic.scene import render
 
 from .synthetic_truth import expected_image, expected_scene
 
@@ -62,7 +62,7 @@ async def test_side_effects_partial_edits_and_artifacts_lower_the_right_scores()
     # half a background change
     b = next(x for x in SAMPLES if x.category == "background_change")
     arr = np.array(b.image().array)
-    from tools.synthetic.detect import detect
+    from refine_agent.tools.synthetic.detect import detect
     ops.change_background(arr, detect(arr), b.task.colour, 0.5, np.random.default_rng(0))  # type: ignore[arg-type]
     v = await judge(b, Image(arr))
     assert 3 <= v.scores["SC"][0] <= 7 and "partial_edit" in {f.kind for f in v.findings}

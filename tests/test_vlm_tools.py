@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from refine_agent.tools.synthetic.generate import make_sample
 from typer.testing import CliRunner
 
 from refine_agent import Budget, Runtime, RuntimeConfig, refine
@@ -17,7 +18,6 @@ from refine_agent.images import Image
 from refine_agent.registry import create_tool
 from refine_agent.runtime import RetryPolicy
 from refine_agent.types import CritiqueRequest, JudgeRequest, Round, StopReason, Verdict
-from tools.synthetic.generate import make_sample
 
 from .fake_api import FakeAPI, Fault, anthropic_reply, chat_reply, fake_api_fixture, images_reply  # noqa: F401
 

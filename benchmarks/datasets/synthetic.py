@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from tools.synthetic.generate import iter_samples
-from tools.synthetic.language import TASK_CATEGORIES
+from refine_agent.tools.synthetic.generate import iter_samples
+from refine_agent.tools.synthetic.language import TASK_CATEGORIES
 
 from .base import Dataset, DatasetError, ImageRef, Sample, SampleError
 from .rows import check_options

@@ -1,7 +1,7 @@
 """Scheduling and memory of the benchmark harness, measured in one process. Run it; it prints ratios.
 
-    python -m benchmarks.perf.schedule            # the schedule benchmark, then peak RSS at 1,000 / 10,000
-    python -m benchmarks.perf.schedule --quick    # smaller: 16 samples, RSS at 200 / 2,000
+    python -m refine_agent.benchmarks.perf.schedule            # the schedule benchmark, then peak RSS at 1,000 / 10,000
+    python -m refine_agent.benchmarks.perf.schedule --quick    # smaller: 16 samples, RSS at 200 / 2,000
 
 Schedule: the real ``bench`` runner on synthetic samples with simulated service times (editor capacity 1,
 50 ms; judge capacity 8, 150 ms; critic capacity 8, 100 ms) and a fixed 3 re-edit rounds. It prints the
@@ -26,7 +26,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.runner import Bench, BenchSettings
+from refine_agent.benchmarks.runner import Bench, BenchSettings
+
 from refine_agent.cache import cache_key
 from refine_agent.config import RunConfig, ToolSpec
 from refine_agent.loop import LoopPolicy, derive_seed
@@ -77,8 +78,9 @@ def pipelined(samples: int, rounds: int, max_samples: int) -> tuple[float, dict[
 
 async def _staged(samples: int, rounds: int) -> float:
     """All edits, then all judgments, then all critiques, round after round, with the same tools and limits."""
+    from refine_agent.tools.synthetic.generate import iter_samples
+
     from refine_agent.registry import create_tool
-    from tools.synthetic.generate import iter_samples
 
     editor, judge, critic = (create_tool(k, s.spec, s.options) for k, s in TOOLS.items())
     rt = Runtime()
@@ -136,7 +138,7 @@ import json, resource, sys, tempfile
 from pathlib import Path
 from refine_agent.config import RunConfig
 from refine_agent.store import RunStore
-from benchmarks.runner import Bench, BenchSettings
+from refine_agent.benchmarks.runner import Bench, BenchSettings
 import asyncio
 n = int(sys.argv[1])
 with tempfile.TemporaryDirectory() as tmp:
@@ -145,7 +147,7 @@ with tempfile.TemporaryDirectory() as tmp:
                   store)
     data = bench.prepare(resume=False)
     asyncio.run(bench.run(data))
-    from benchmarks.evaluate import summarize
+    from refine_agent.benchmarks.evaluate import summarize
     summarize(store, bench.info)
     done = store.count_samples().get("done", 0)
 print(json.dumps({"n": n, "done": done, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from refine_agent.benchmarks import replay as replay_module
+from refine_agent.benchmarks.concurrency import for_each
+from refine_agent.benchmarks.metrics import budget_row, same_as
+from refine_agent.benchmarks.replay import Cut, NotReplayable, replay, replay_budgets
 
-from benchmarks import replay as replay_module
-from benchmarks.concurrency import for_each
-from benchmarks.metrics import budget_row, same_as
-from benchmarks.replay import Cut, NotReplayable, replay, replay_budgets
 from refine_agent.loop import LoopPolicy, best_round_index
 from refine_agent.store import RunStore
 from refine_agent.types import CallRecord, Critique, Round, StopReason, Trajectory, Usage, Verdict
@@ -158,7 +158,8 @@ async def test_for_each_raises_the_first_failure_and_cancels_the_rest() -> None:
 
 async def test_bench_starts_no_more_tasks_than_samples_under_a_huge_max_samples(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmarks import runner
+    from refine_agent.benchmarks import runner
+
     from refine_agent.config import RunConfig
     from refine_agent.store import RunStore
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 from PIL import Image as PILImage
+from refine_agent.benchmarks.datasets import Sample, SampleError, load_dataset
+from refine_agent.tools.synthetic import generate
+from refine_agent.tools.synthetic.generate import write_dataset
 
-from benchmarks.datasets import Sample, SampleError, load_dataset
 from refine_agent.config import read_config_file
 from refine_agent.errors import ConfigError, InputError
 from tests.dataset_files import GEDIT_SCHEMA, hf_image, write_parquet, write_png, write_save_to_disk
 from tests.hostile.conftest import changed, cli, error_line, snapshot
-from tools.synthetic import generate
-from tools.synthetic.generate import write_dataset
 
 # -- helpers -------------------------------------------------------------------------------------------------------
 
@@ -424,8 +424,8 @@ def test_a_real_id_in_the_made_up_form_is_a_row_error(tmp_path: Path) -> None:
 
 
 def test_runner_renames_a_repeat_and_keeps_its_own_error() -> None:
-    from benchmarks.datasets.base import Dataset, ImageRef
-    from benchmarks.runner import _jobs
+    from refine_agent.benchmarks.datasets.base import Dataset, ImageRef
+    from refine_agent.benchmarks.runner import _jobs
 
     src = ImageRef(path="a.png")
     items: list[Sample | SampleError] = [

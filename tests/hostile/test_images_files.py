@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from refine_agent.benchmarks.datasets import SampleError, load_dataset
+from refine_agent.tools.synthetic.generate import write_dataset
 
-from benchmarks.datasets import SampleError, load_dataset
 from refine_agent import images
 from refine_agent.errors import InputError
 from refine_agent.images import DEFAULT_MAX_PIXELS, decode_image, load_image, max_image_bytes
-from tools.synthetic.generate import write_dataset
 
 from .conftest import changed, cli, cli_subprocess, error_line, snapshot
 

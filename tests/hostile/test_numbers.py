@@ -86,7 +86,7 @@ def test_hostile_config_files_are_one_line(tmp_path: Path, text: str, fmt: str) 
 
 
 def test_a_manifest_line_with_a_huge_number_or_deep_nesting_is_an_error_record(tmp_path: Path) -> None:
-    from tools.synthetic.generate import make_sample
+    from refine_agent.tools.synthetic.generate import make_sample
 
     s = make_sample(5, seed=0)
     s.image().save(tmp_path / "a.png")

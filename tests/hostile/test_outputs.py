@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tools.synthetic.generate import make_sample
+from refine_agent.tools.synthetic.generate import make_sample
 
 from .conftest import changed, cli, error_line, snapshot
 
@@ -208,7 +207,7 @@ def test_a_broken_link_as_out_is_one_line(scene: tuple[Path, str], tmp_path: Pat
 
 
 def test_a_report_cut_short_leaves_its_out_folder_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import benchmarks.report as report
+    import refine_agent.benchmarks.report as report
 
     run, out = tmp_path / "run", tmp_path / "out"
     assert cli("bench", "synthetic", "--run-dir", run, "--limit", "3", "--max-rounds", "1").exit_code == 0

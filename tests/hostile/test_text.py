@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tools.synthetic.generate import make_sample
+from refine_agent.tools.synthetic.generate import make_sample
 
 from .conftest import changed, cli, cli_subprocess, error_line, snapshot
 from .markup_tools import MARKUP

@@ -12,22 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from refine_agent.tools.critics.novelty import normal
+from refine_agent.tools.critics.rule import RuleCritic
+from refine_agent.tools.editors.classic import ClassicEditor
+from refine_agent.tools.editors.sim import SimEditor
+from refine_agent.tools.judges.verify import VerifyJudge
+from refine_agent.tools.photo.grammar import MAX_STRENGTH, parse_photo_instruction
+from refine_agent.tools.photo.measure import accepted_transforms
+from refine_agent.tools.photo.ops import apply_plan
+from refine_agent.tools.synthetic.generate import iter_samples
+from refine_agent.tools.synthetic.language import parse_scene_instruction
 
 from refine_agent.budget import Budget
 from refine_agent.images import Image
 from refine_agent.loop import refine
 from refine_agent.types import CritiqueRequest, EditRequest, JudgeRequest, Round, Trajectory, Verdict
 from tests.photos import photo_array
-from tools.critics.novelty import normal
-from tools.critics.rule import RuleCritic
-from tools.editors.classic import ClassicEditor
-from tools.editors.sim import SimEditor
-from tools.judges.verify import VerifyJudge
-from tools.photo.grammar import MAX_STRENGTH, parse_photo_instruction
-from tools.photo.measure import accepted_transforms
-from tools.photo.ops import apply_plan
-from tools.synthetic.generate import iter_samples
-from tools.synthetic.language import parse_scene_instruction
 
 from .conftest import cli
 

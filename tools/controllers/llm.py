@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
+from refine_agent.tools.api.chat import Msg, ToolCall, ToolDef, make_adapter
+from refine_agent.tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
 from refine_agent.textio import read_text
 from refine_agent.types import ControllerDecision, ControllerRequest
-from tools.api.chat import Msg, ToolCall, ToolDef, make_adapter
-from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 
 PROMPT = Path(__file__).with_name("system_prompt.md")
 IMAGE_REF = {"type": "string", "description": "a round number, or current / best"}

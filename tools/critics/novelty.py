@@ -15,16 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from refine_agent.errors import UnsupportedInstructionError
-from refine_agent.types import Base, Critique, CritiqueRequest, Round
-from tools.photo.grammar import STYLES, PhotoOp, PhotoPlan, parse_photo_instruction, render_plan
-from tools.synthetic.language import (
+from refine_agent.tools.photo.grammar import STYLES, PhotoOp, PhotoPlan, parse_photo_instruction, render_plan
+from refine_agent.tools.synthetic.language import (
     ParseError,
     SceneInstruction,
     parse_scene_instruction,
     phrasings,
     render_instruction,
 )
+
+from refine_agent.errors import UnsupportedInstructionError
+from refine_agent.types import Base, Critique, CritiqueRequest, Round
 
 Action = tuple[str, Base]
 T = TypeVar("T")

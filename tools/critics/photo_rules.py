@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
 
+from refine_agent.tools.photo.grammar import PhotoOp, PhotoPlan, parse_photo_instruction, render_plan, strength_level
+
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round, Verdict
-from tools.photo.grammar import PhotoOp, PhotoPlan, parse_photo_instruction, render_plan, strength_level
 
 from .novelty import first_new, normal, photo_rewordings, used
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pydantic import Field
+from refine_agent.tools.simulation import SimOptions, SimulatedTool
 
 from refine_agent.types import Critique, CritiqueRequest
-from tools.simulation import SimOptions, SimulatedTool
 
 
 class RepeatCritic(SimulatedTool):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
+from refine_agent.tools.simulation import SimOptions, SimulatedTool
+
 from refine_agent.types import Critique, CritiqueRequest
-from tools.simulation import SimOptions, SimulatedTool
 
 from .novelty import retry_from_source
 

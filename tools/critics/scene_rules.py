@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round, round_key
-from tools.synthetic.detect import detect, is_scene
-from tools.synthetic.language import (
+from refine_agent.tools.synthetic.detect import detect, is_scene
+from refine_agent.tools.synthetic.language import (
     ParseError,
     RefExpr,
     SceneInstruction,
@@ -25,6 +24,8 @@ from tools.synthetic.language import (
     render_instruction,
     resolve,
 )
+
+from refine_agent.types import Base, Critique, CritiqueRequest, Finding, Round, round_key
 
 from .novelty import first_new, normal, retry_from_source, scene_rewordings, used
 

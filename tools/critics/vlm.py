@@ -8,14 +8,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import Field
-
-from refine_agent.errors import ConfigError, PermanentToolError
-from refine_agent.protocols import ToolBase
-from refine_agent.types import Critique, CritiqueRequest
-from tools.api.chat import Msg, make_adapter
-from tools.api.errors import Refused
-from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
-from tools.judges.prompts import (
+from refine_agent.tools.api.chat import Msg, make_adapter
+from refine_agent.tools.api.errors import Refused
+from refine_agent.tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
+from refine_agent.tools.judges.prompts import (
     MODES,
     format_history,
     format_instructions,
@@ -26,7 +22,11 @@ from tools.judges.prompts import (
     parse_structured,
     to_critique,
 )
-from tools.simulation import SimOptions, SimulatedTool
+from refine_agent.tools.simulation import SimOptions, SimulatedTool
+
+from refine_agent.errors import ConfigError, PermanentToolError
+from refine_agent.protocols import ToolBase
+from refine_agent.types import Critique, CritiqueRequest
 
 
 class CriticOptions(APIOptions):

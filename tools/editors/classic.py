@@ -11,12 +11,12 @@ import asyncio
 from typing import ClassVar
 
 from pydantic import Field
+from refine_agent.tools.photo.grammar import parse_photo_instruction, render_plan
+from refine_agent.tools.photo.ops import apply_plan
+from refine_agent.tools.simulation import SimOptions, SimulatedTool
 
 from refine_agent.images import Image
 from refine_agent.types import EditRequest, EditResult
-from tools.photo.grammar import parse_photo_instruction, render_plan
-from tools.photo.ops import apply_plan
-from tools.simulation import SimOptions, SimulatedTool
 
 
 class ClassicEditor(SimulatedTool):

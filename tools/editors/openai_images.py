@@ -9,17 +9,17 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
+from refine_agent.tools.api.chat import ClientPools
+from refine_agent.tools.api.errors import classify
+from refine_agent.tools.api.options import TRANSPORT_OPTIONS, APIOptions, Endpoints
+from refine_agent.tools.api.pricing import image_cost
+from refine_agent.tools.api.ratelimit import limiter_for
 
 from refine_agent.errors import MissingExtraError, PermanentToolError, ToolError, TransientToolError
 from refine_agent.images import Image, decode_image
 from refine_agent.protocols import ToolBase
 from refine_agent.runtime import bill
 from refine_agent.types import EditRequest, EditResult, Usage
-from tools.api.chat import ClientPools
-from tools.api.errors import classify
-from tools.api.options import TRANSPORT_OPTIONS, APIOptions, Endpoints
-from tools.api.pricing import image_cost
-from tools.api.ratelimit import limiter_for
 
 
 class ImageEditOptions(APIOptions):

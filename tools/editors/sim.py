@@ -23,22 +23,22 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from pydantic import Field
-
-from refine_agent.errors import UnsupportedInstructionError
-from refine_agent.images import Image
-from refine_agent.types import EditRequest, EditResult
-from tools.simulation import SimOptions, SimulatedTool, rng_for
-from tools.synthetic import ops
-from tools.synthetic.detect import DetectedObject, DetectedScene, detect, is_scene
-from tools.synthetic.language import (
+from refine_agent.tools.simulation import SimOptions, SimulatedTool, rng_for
+from refine_agent.tools.synthetic import ops
+from refine_agent.tools.synthetic.detect import DetectedObject, DetectedScene, detect, is_scene
+from refine_agent.tools.synthetic.language import (
     ALL_ATTRIBUTES,
     ParseError,
     SceneInstruction,
     parse_scene_instruction,
     resolve,
 )
-from tools.synthetic.scene import EXTENT, cell_centre, cell_of
-from tools.synthetic.snap import fit, snap
+from refine_agent.tools.synthetic.scene import EXTENT, cell_centre, cell_of
+from refine_agent.tools.synthetic.snap import fit, snap
+
+from refine_agent.errors import UnsupportedInstructionError
+from refine_agent.images import Image
+from refine_agent.types import EditRequest, EditResult
 
 # How failure rates are set (all scaled by 2 * (1 - skill), so skill 1 never fails):
 # every sample has a latent profile, drawn from its source image and task category. Most samples are

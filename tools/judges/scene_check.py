@@ -7,18 +7,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from refine_agent.images import Image
-from refine_agent.types import Finding
-from tools.synthetic.detect import DetectedObject, DetectedScene, detect, is_scene
-from tools.synthetic.language import (
+from refine_agent.tools.synthetic.detect import DetectedObject, DetectedScene, detect, is_scene
+from refine_agent.tools.synthetic.language import (
     ParseError,
     SceneInstruction,
     describe_ref,
     parse_scene_instruction,
     resolve,
 )
-from tools.synthetic.scene import EXTENT, cell_name
-from tools.synthetic.snap import fit
+from refine_agent.tools.synthetic.scene import EXTENT, cell_name
+from refine_agent.tools.synthetic.snap import fit
+
+from refine_agent.images import Image
+from refine_agent.types import Finding
 
 from .assessment import Assessment, Unsupported
 

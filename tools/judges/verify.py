@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
+from refine_agent.tools.simulation import SimOptions, SimulatedTool, rng_for
 
 from refine_agent.types import JudgeRequest, Verdict
-from tools.simulation import SimOptions, SimulatedTool, rng_for
 
 from .assessment import Assessment, Unsupported
 from .scene_check import assess_scene
@@ -40,7 +40,7 @@ class VerifyJudge(SimulatedTool):
             return assess_scene(req.source, req.edited, req.instruction)
         except Unsupported as exc:
             reasons.append(f"scene check: {exc}")
-        from tools.photo.check import assess_photo  # only photos need the photo measurements
+        from refine_agent.tools.photo.check import assess_photo  # only photos need the photo measurements
 
         try:
             return assess_photo(req.source, req.edited, req.instruction)

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
+from refine_agent.tools.api.chat import ChatReply, Msg, make_adapter
+from refine_agent.tools.api.errors import Refused
+from refine_agent.tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
 from refine_agent.types import Critique, JudgeRequest, Usage, Verdict
-from tools.api.chat import ChatReply, Msg, make_adapter
-from tools.api.errors import Refused
-from tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
 
 from .masking import masked
 from .prompts import MODES, Mode, format_instructions, json_schema, load_template, parse_reply, parse_structured

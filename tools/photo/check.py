@@ -13,12 +13,12 @@ import math
 from dataclasses import replace
 
 import numpy as np
+from refine_agent.tools.judges.assessment import Assessment, Unsupported
 from scipy.ndimage import binary_dilation, gaussian_filter
 
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.images import Image
 from refine_agent.types import Finding
-from tools.judges.assessment import Assessment, Unsupported
 
 from . import measure as M
 from .grammar import (

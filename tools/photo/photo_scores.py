@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from refine_agent.tools.judges.assessment import Unsupported
 
 from refine_agent.types import Finding
-from tools.judges.assessment import Unsupported
 
 from .grammar import COLOURS, STRENGTH_LEVELS, PhotoOp, PhotoPlan, render_op, render_plan
 from .measure import Aligned
