@@ -1,19 +1,7 @@
 """``refine-agent report``: one self-contained HTML page (``RUN_DIR/report.html``) and its PNG plots
 (``RUN_DIR/plots/``) for a run directory.
 
-**Outcomes.** Every sample gets one outcome at the run's final budget (``summary.json``'s ``budget``), by the
-run's evaluation judge (``run.json`` ``eval_judge``: the ``evals`` table when it differs from the loop judge,
-the loop's own round verdicts when it is the loop judge). *one-shot* is round 0; *final* is the round that a
-run at the final budget keeps (its best round by the loop judge, as ``benchmarks.evaluate`` replays it).
-
-- ``error``: the sample failed to load, round 0 has no image (the one-shot edit failed), the trajectory cannot
-  be replayed at the final budget, or the evaluation judgment of round 0 or of the final round is missing or
-  failed (any non-ok status). A failed judgment is never scored.
-- otherwise the two verdicts are compared the way the loop ranks rounds, pass/fail first, then overall:
-  ``improved`` if one-shot failed and final passed, or (pass/fail unchanged or unknown) the final overall is
-  higher by more than ``TIE_EPS``; ``regressed`` if one-shot passed and final failed, or the final overall is
-  lower by more than ``TIE_EPS``; ``unchanged`` when neither (equal pass/fail and equal overall).
-  Verdicts with nothing in common to compare (one has only pass/fail, the other only a score) are ``error``.
+Outcomes (``improved``, ``regressed``, ``unchanged``, ``error``) are defined in ``report_views``.
 
 Samples stream from the store one at a time; at most ``max_samples`` of them, shared between the
 outcomes, keep thumbnails for the page.
@@ -25,9 +13,7 @@ import base64
 import io
 import json
 import os
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,98 +24,13 @@ from refine_agent.store import RunStore, SampleRecord, open_run
 from refine_agent.types import Verdict
 
 from .evaluate import eval_key
-from .metrics import TIE_EPS, Score, bootstrap_ci, score_of
+from .metrics import Score, score_of
 from .replay import NotReplayable, cut
+from .report_html import budget_table, render
+from .report_views import OUTCOMES, ReportData, RoundView, SampleView, classify
 
-OUTCOMES = ("improved", "regressed", "unchanged", "error")
-OUTCOME_HELP = {
-    "improved": "one-shot failed and final passed, or pass/fail unchanged and a higher overall score",
-    "regressed": "one-shot passed and final failed, or pass/fail unchanged and a lower overall score",
-    "unchanged": "same pass/fail and the same overall score (within 1e-6)",
-    "error": "load error, failed one-shot edit, or a missing/failed evaluation judgment (never scored)",
-}
 THUMB_PX = 160
 PNG_LIMIT = 14_000  # bytes; a larger PNG thumbnail (a photo) is sent as JPEG instead
-
-
-def classify(one_shot: Score, final: Score) -> str:
-    """The outcome of one sample from its one-shot and final evaluation scores (see the module docstring)."""
-    if not (one_shot.ok and final.ok):
-        return "error"
-    if one_shot.passed is not None and final.passed is not None and one_shot.passed != final.passed:
-        return "improved" if final.passed else "regressed"
-    if one_shot.overall is not None and final.overall is not None:
-        delta = final.overall - one_shot.overall
-        return "improved" if delta > TIE_EPS else "regressed" if delta < -TIE_EPS else "unchanged"
-    if one_shot.passed is not None and final.passed is not None:
-        return "unchanged"
-    return "error"
-
-
-def improvement_rate_ci95(transitions: Iterable[tuple[bool, bool]], *, seed: int = 0) -> list[float] | None:
-    """95% CI of ``improvement_rate`` (the share of fail -> pass among samples with pass/fail on both sides),
-    by the same seeded bootstrap as ``metrics.bootstrap_ci``. ``transitions``: (one-shot passed, final passed)."""
-    return bootstrap_ci([1.0 if (not a and b) else 0.0 for a, b in transitions], seed=seed)
-
-
-def cost_per_point(cost_usd: float, total_gain: float) -> float | None:
-    """Cost divided by the gain in overall score it bought; None when undefined (no cost, or no gain)."""
-    if cost_usd <= 0 or total_gain <= 0:
-        return None
-    return cost_usd / total_gain
-
-
-@dataclass
-class RoundView:
-    index: int
-    instruction: str
-    base: str
-    base_round: int | None
-    thumb: str | None
-    loop: Score
-    eval: Score | None  # None when the evaluation judge is the loop judge
-    reasoning: str = ""
-    critique: str = ""
-    next_instruction: str | None = None
-    satisfied: bool | None = None
-    error: str | None = None
-    is_best: bool = False
-    is_final: bool = False
-    has_image: bool = False
-
-
-@dataclass
-class SampleView:
-    sample_id: str
-    index: int
-    category: str
-    instruction: str
-    outcome: str
-    one_shot: Score
-    final: Score
-    final_round: int | None = None
-    best_round: int | None = None
-    stop_reason: str | None = None
-    reason: str | None = None  # why the outcome is "error"
-    source_thumb: str | None = None
-    rounds: list[RoundView] = field(default_factory=list)
-
-
-@dataclass
-class ReportData:
-    """Everything the page needs beyond summary.json: streamed once over the store."""
-
-    budget: int
-    counts: Counter[str] = field(default_factory=Counter)
-    deltas: list[float] = field(default_factory=list)
-    transitions: list[tuple[bool, bool]] = field(default_factory=list)
-    samples: list[SampleView] = field(default_factory=list)
-    n_total: int = 0
-    max_samples: int = 200
-
-    @property
-    def truncated(self) -> bool:
-        return self.n_total > len(self.samples)
 
 
 def thumbnail(store: RunStore, sha: str, max_px: int = THUMB_PX) -> str | None:
@@ -255,8 +156,6 @@ class Report:
 def read_ablation(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The ``ablation.json`` of ``bench --budgets``, for the page's ablation section: (None, None) when there is
     none, and (None, a warning that names the file and what to do) when it is damaged."""
-    from .report_html import budget_table
-
     if not path.exists():
         return None, None
     try:
@@ -300,7 +199,6 @@ def make_report(run_dir: Path, out_dir: Path | None = None, *, max_samples: int 
     directory), reading the run read-only. summary.json is never replaced by one with fewer samples unless
     ``force``."""
     from .evaluate import summarize
-    from .report_html import render
     from .summary_file import save_summary
 
     if max_samples < 0:

@@ -11,7 +11,15 @@ from html import escape
 from typing import Any
 
 from .metrics import Score, budget_row
-from .report import OUTCOME_HELP, OUTCOMES, ReportData, RoundView, SampleView, cost_per_point, improvement_rate_ci95
+from .report_views import (
+    OUTCOME_HELP,
+    OUTCOMES,
+    ReportData,
+    RoundView,
+    SampleView,
+    cost_per_point,
+    improvement_rate_ci95,
+)
 from .tables import budget_label, ci, num, pct, samples_label
 
 

@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 from refine_agent.benchmarks.metrics import Score, bootstrap_ci
-from refine_agent.benchmarks.report import (
-    OUTCOMES,
-    classify,
-    collect_report,
-    cost_per_point,
-    improvement_rate_ci95,
-    pick_cards,
-    write_report,
-)
+from refine_agent.benchmarks.report import collect_report, pick_cards, write_report
+from refine_agent.benchmarks.report_views import OUTCOMES, classify, cost_per_point, improvement_rate_ci95
 from typer.testing import CliRunner
 
 from refine_agent.cli import app

@@ -66,6 +66,8 @@ Loader = Callable[..., Dataset]
 
 def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[str, Any] | None = None,
          load_benchmark: Loader | None = None) -> Dataset:
+    """Open a manifest, or with option ``join`` the benchmark that ``load_benchmark`` (``load_dataset``) opens
+    from the joined spec, with this file's images as its edits."""
     opts = dict(options or {})
     own = {k: opts.pop(k) for k in list(opts) if k in OPTIONS}
     if opts and "join" not in own:
@@ -79,8 +81,9 @@ def load(path: str, *, limit: int | None = None, seed: int = 0, options: dict[st
     bases = [_root_option(own["root"])] if own.get("root") else [p.parent]
     confine = confine_root(KIND, own, bases[0])
     if "join" in own:
-        if load_benchmark is None:
-            from . import load_dataset as load_benchmark
+        if load_benchmark is None:  # the registry passes itself in: this module never imports it back
+            raise DatasetError(f"{KIND}: join= needs the benchmark loader; open the file with "
+                               f"load_dataset('jsonl:{path}', options={{'join': ...}})")
         missing = choice(KIND, "missing", own.get("missing", "skip"), ("skip", "error"))
         if "confine" in own:
             opts["confine"] = own["confine"]  # the benchmark's own image paths are held to its root too

@@ -1,128 +1,24 @@
-"""The ``refine-agent`` command line. Commands stay thin; the work happens in the library."""
+"""The commands that edit: edit, refine, tools, demo and datasets make."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
-try:  # typer vendors click in recent releases
-    from typer._click.exceptions import ClickException
-except ImportError:  # pragma: no cover
-    from click.exceptions import ClickException
-
-from . import __version__
-from .cli_options import ForceOpt, OutOpt, config_from_flags, seed_option, with_run_options
-from .errors import InputError, RefineAgentError, describe
-from .terminal import make_console, one_line, styled
-
-Abort = typer.Abort
-
-class _OneLineErrors(TyperGroup):
-    """Usage errors (a bad flag value, a missing argument) as one line, like every other error."""
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
-        try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
-        except ClickException as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":  # help was asked for, in effect
-                sys.exit(0 if exc.ctx is None else exc.exit_code)
-            ctx = getattr(exc, "ctx", None)
-            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            print_error(f"{exc.format_message()}{hint}")
-            sys.exit(exc.exit_code)
-        except Abort:
-            print_error("aborted")
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-app = typer.Typer(
-    name="refine-agent",
-    cls=_OneLineErrors,
-    help="Agentic image editing: edit, judge, critique and re-edit until the result is good or the budget "
-         "runs out.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
-datasets_app = typer.Typer(help="Make datasets for benchmarks and demos.", no_args_is_help=True, cls=_OneLineErrors)
-app.add_typer(datasets_app, name="datasets")
-
-console = make_console()
-err_console = make_console(stderr=True)
-_state = {"debug": False}
-
-
-def print_error(message: str) -> None:
-    err_console.print(styled(("error:", "bold red"), " ", one_line(message)), highlight=False, soft_wrap=True)
-
-
-def print_warning(message: str, label: str = "warning:") -> None:
-    err_console.print(styled((label, "yellow"), " ", one_line(message)), highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int) -> None:
-    print_error(message)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def handled() -> Iterator[None]:
-    """One clear line and a non-zero exit for any failure; a traceback only with --debug."""
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except RefineAgentError as exc:
-        if _state["debug"]:
-            raise
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except OSError as exc:  # e.g. an output path that is a file, a full disk, no permission
-        if _state["debug"]:
-            raise
-        where = f": {exc.filename}" if exc.filename else ""
-        _fail(f"{exc.strerror or describe(exc)}{where}", 1)
-    except Exception as exc:  # a bug, not bad input: say so, and how to see more
-        if _state["debug"]:
-            raise
-        _fail(f"internal error: {describe(exc)} (rerun with --debug for the traceback)", 1)
-
-
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"refine-agent {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", envvar="REFINE_AGENT_DEBUG",
-                                        help="Show full tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
-) -> None:
-    _state["debug"] = debug
+from ..errors import InputError
+from .app import console, fail, handled, print_warning
+from .options import ForceOpt, OutOpt, config_from_flags, seed_option, with_run_options
 
 
 def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, force: bool,
          **flags: object) -> None:
-    from .config import public_dump
-    from .images import load_image
-    from .outputs import OutputDir
-    from .session import build_tools, run_one
+    from ..config import public_dump
+    from ..images import load_image
+    from ..outputs import OutputDir
+    from ..session import build_tools, run_one
 
     with handled():
         if not instruction.strip():
@@ -151,8 +47,8 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
         written = target.write(result, src, config=public_dump(cfg))  # failed runs keep their record too
         first = result.trajectory.rounds[0]
         if first.image is None and result.failure is not None:  # nothing was made: just say why
-            _fail(f"{result.failure} (record: {written})", result.failure.exit_code)
-        from .console import print_summary
+            fail(f"{result.failure} (record: {written})", result.failure.exit_code)
+        from .trajectory import print_summary
 
         print_summary(console, result.trajectory, str(out_dir))
         _exit_for(result)
@@ -173,18 +69,17 @@ def _exit_for(result: object) -> None:
     reason = traj.stop_reason.value
     if traj.best_round is None:
         if failure is not None:
-            _fail(str(failure), failure.exit_code)
+            fail(str(failure), failure.exit_code)
         first = traj.rounds[0].verdict if traj.rounds else None
         why = first.reasoning if first is not None else reason
         if reason == "judge_unsupported":
-            _fail(f"the judge could not score the edit, so there is no final.png (the edit is round_00.png): {why}",
+            fail(f"the judge could not score the edit, so there is no final.png (the edit is round_00.png): {why}",
                   1)
-        _fail(f"no scored result: {why}", 1)
+        fail(f"no scored result: {why}", 1)
     if failure is not None:
         print_warning(f"stopped early ({reason}): {failure}")
 
 
-@app.command()
 @with_run_options
 def edit(
     source: Annotated[Path, typer.Argument(help="Image to edit (PNG, JPEG, WebP, ...).")],
@@ -197,7 +92,6 @@ def edit(
     _run(source, None, instruction, out, force, **flags)
 
 
-@app.command()
 @with_run_options
 def refine(
     source: Annotated[Path, typer.Argument(help="The original image.")],
@@ -211,7 +105,6 @@ def refine(
     _run(source, edited, instruction, out, force, **flags)
 
 
-@app.command()
 def tools(
     kind: Annotated[str | None, typer.Option("--kind", help="Only editor, judge or critic.")] = None,
 ) -> None:
@@ -222,7 +115,6 @@ def tools(
         print_tools(console, kind)
 
 
-@app.command()
 def demo(
     n: Annotated[int, typer.Option("--n", min=1, max=DEMO_MAX_SAMPLES,
                                    help=f"Number of synthetic samples (at most {DEMO_MAX_SAMPLES}; the demo keeps "
@@ -244,7 +136,6 @@ def demo(
                  concurrency=concurrency, baseline=baseline, out=out, force=force)
 
 
-@datasets_app.command("make")
 def datasets_make(
     kind: Annotated[str, typer.Argument(help="Dataset to make: synthetic.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples (at most 100000).")] = 100,
@@ -261,22 +152,8 @@ def datasets_make(
             raise InputError(f"unknown dataset kind '{kind}'; known: synthetic")
         from refine_agent.tools.synthetic.generate import write_dataset
 
-        from .outputs import out_path
+        from ..outputs import out_path
 
         with console.status(f"writing {n} synthetic samples ..."):
             manifest = write_dataset(out_path(out), n, seed, force=force)
         console.print(f"wrote {n} samples to {manifest}")
-
-
-from . import cli_bench  # noqa: E402,F401  (registers bench, rejudge, export, ablate, judge-eval)
-
-
-def main() -> None:
-    # Library warnings (e.g. a model with no known price) as one line, like everything else we print.
-    warnings.showwarning = lambda message, *a, **k: print_warning(str(message))
-    app(prog_name="refine-agent")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-

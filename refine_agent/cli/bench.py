@@ -1,5 +1,5 @@
-"""Benchmark commands: bench, rejudge, export, ablate, judge-eval, report. They live in ``benchmarks/``;
-these are thin typer wrappers, importing the harness only when a command runs."""
+"""Benchmark commands: bench, rejudge, export, ablate, judge-eval, report. The work lives in
+``refine_agent.benchmarks``; these are thin typer wrappers that import the harness only when a command runs."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-from .cli import _fail, app, console, handled
-from .cli_options import config_from_flags, seed_option, with_run_options
-from .config import ToolSpec, parse_key_values
-from .outputs import write_json
-from .terminal import text_column
+from ..config import ToolSpec, parse_key_values
+from ..outputs import write_json
+from ..terminal import text_column
+from .app import console, fail, handled
+from .options import config_from_flags, seed_option, with_run_options
 
 RunDirArg = Annotated[Path, typer.Argument(help="A run directory made by 'refine-agent bench'.")]
 DatasetArg = Annotated[str, typer.Argument(
@@ -46,13 +46,13 @@ def _progress() -> Progress:
 
 
 def _open_run(run_dir: Path, *, writer: bool = False) -> tuple[Any, dict[str, Any]]:
-    from .store import open_run
+    from ..store import open_run
 
     return open_run(run_dir, writer=writer)
 
 
 def _input_error(msg: str) -> Exception:
-    from .errors import InputError
+    from ..errors import InputError
 
     return InputError(msg)
 
@@ -87,10 +87,9 @@ def _exit_if_nothing_scored(summary: dict[str, Any]) -> None:
     """A benchmark in which no sample could be scored measured nothing: say why, and exit non-zero."""
     if not (summary.get("n_pairs") or summary.get("n_scored_pairs")):  # one-shot and final both judged
         errors = ", ".join(f"{k} {v}" for k, v in (summary.get("errors") or {}).items()) or "none recorded"
-        _fail(f"no sample could be scored ({summary.get('n_samples', 0)} samples; errors: {errors})", 1)
+        fail(f"no sample could be scored ({summary.get('n_samples', 0)} samples; errors: {errors})", 1)
 
 
-@app.command()
 @with_run_options
 def bench(
     dataset: DatasetArg,
@@ -121,8 +120,8 @@ def bench(
             max_samples=max_samples,
             eval_judge=ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
             if eval_judge else None)
-        from .outputs import out_path
-        from .store import RunStore
+        from ..outputs import out_path
+        from ..store import RunStore
 
         run_dir = out_path(run_dir)
         if resume and not (run_dir / "run.json").is_file():
@@ -144,7 +143,7 @@ def bench(
                 try:
                     asyncio.run(runner.run(data))
                 except KeyboardInterrupt:
-                    _fail(f"interrupted after {runner.progress.done} samples; everything finished is saved. "
+                    fail(f"interrupted after {runner.progress.done} samples; everything finished is saved. "
                           "Continue with the same command and --resume", 130)
             summary = _summarize_and_print(store, runner.info)
             if budget_list is not None:
@@ -152,7 +151,6 @@ def bench(
         _exit_if_nothing_scored(summary)
 
 
-@app.command()
 def rejudge(
     run_dir: RunDirArg,
     eval_judge: Annotated[str, typer.Option("--eval-judge", help="The new evaluation judge spec.")],
@@ -182,7 +180,6 @@ def rejudge(
         _exit_if_nothing_scored(summary)
 
 
-@app.command()
 def export(
     run_dir: RunDirArg,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or jsonl.")] = "csv",
@@ -193,7 +190,7 @@ def export(
     from refine_agent.benchmarks.export import check_format
     from refine_agent.benchmarks.export import export as run_export
 
-    from .outputs import FilesTarget
+    from ..outputs import FilesTarget
 
     with handled():
         check_format(fmt)
@@ -205,7 +202,6 @@ def export(
         console.print(f"wrote {path}", soft_wrap=True)
 
 
-@app.command()
 def ablate(
     run_dir: RunDirArg,
     budgets: Annotated[str, typer.Option(help="Budgets to replay, e.g. 0,1,2,3 (at most the run's --max-rounds).")],
@@ -219,7 +215,7 @@ def ablate(
     ablation-<what it replays>.json, so it never replaces the ablation.json of 'bench --budgets'."""
     from refine_agent.benchmarks.ablate import ablation_file, parse_budgets
 
-    from .outputs import FilesTarget
+    from ..outputs import FilesTarget
 
     with handled():
         overrides = {"threshold": threshold, "patience": patience, "stop_on_pass": False if keep_going else None}
@@ -233,7 +229,6 @@ def ablate(
             target.close()
 
 
-@app.command("judge-eval")
 def judge_eval(
     dataset: DatasetArg,
     judge: Annotated[str, typer.Option("--judge", "-j", help="The judge to evaluate.")],
@@ -249,9 +244,9 @@ def judge_eval(
     from refine_agent.benchmarks.judge_eval import judge_eval as run_judge_eval
     from refine_agent.benchmarks.tables import print_judge_eval
 
-    from .outputs import check_file
-    from .registry import create_tool
-    from .runtime import Runtime
+    from ..outputs import check_file
+    from ..registry import create_tool
+    from ..runtime import Runtime
 
     with handled():
         if out is not None:
@@ -270,10 +265,9 @@ def judge_eval(
             write_json(out, result)
             console.print(f"wrote {out}", soft_wrap=True)
         if result["n"] == 0:
-            _fail(f"no sample could be scored ({json.dumps(result['failures'])})", 1)
+            fail(f"no sample could be scored ({json.dumps(result['failures'])})", 1)
 
 
-@app.command()
 def report(
     run_dir: RunDirArg,
     max_samples: Annotated[int, typer.Option(min=0, help="Samples in the page's sample browser (0: none).")] = 200,

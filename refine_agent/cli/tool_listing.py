@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .errors import InputError, RefineAgentError, describe
-from .registry import KINDS, default_registry, load_target
+from ..errors import InputError, RefineAgentError, describe
+from ..registry import KINDS, default_registry, load_target
 
 SIMULATION_OPTIONS = ("latency_ms", "max_concurrency", "fail_rate")
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .config import SEED_MAX, RunConfig, parse_key_values, read_config_file, validate_config
-from .errors import ConfigError
-from .types import TOOL_KINDS
+from ..config import SEED_MAX, RunConfig, parse_key_values, read_config_file, validate_config
+from ..errors import ConfigError
+from ..types import TOOL_KINDS
 
 TOOLS = "Tools"
 LOOP = "Loop and budget"

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .types import Round, Trajectory, Verdict
+from ..types import Round, Trajectory, Verdict
 
 
 def fmt_scores(values: list[float] | None) -> str:
