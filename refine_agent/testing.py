@@ -5,6 +5,9 @@
   is an exception; ``assert_done()`` fails if scripted steps were left unused.
 - ``FunctionJudge`` / ``FunctionCritic`` / ``FunctionEditor`` wrap a plain function.
 - ``ScriptedCritic`` returns scripted critiques in order.
+
+The chat backend double (a backend driven by a function, for VLM judges, critics and the controller) is
+``refine_agent.tools.api.function_chat.FunctionChat``: it lives with the chat seam, which the core does not import.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from refine_agent.tools.api.chat import Msg, make_adapter
+from refine_agent.tools.api.backend import Msg, make_chat
 from refine_agent.tools.api.errors import Refused
 from refine_agent.tools.api.options import APIOptions
 from refine_agent.tools.api.ratelimit import RateLimiter
@@ -47,7 +47,7 @@ async def _close_clients():  # type: ignore[no-untyped-def]
 
 
 def adapter(provider: str, model: str, options: APIOptions):  # type: ignore[no-untyped-def]
-    chat = make_adapter(provider, model, options)
+    chat = make_chat(provider, model, options)
     _open.append(chat)
     return chat
 
@@ -267,3 +267,17 @@ def test_prices_come_from_the_longest_matching_model_prefix() -> None:
     assert chat_cost("served-alias", 1_000_000, 1_000_000, requested="gpt-4o") == 12.5
     assert chat_cost("gpt-4o", 1_000_000, 0, price_in=1.0) == 1.0  # an override beats the table
     assert image_cost("gpt-image-1", 1_000_000, 1_000_000, 1_000_000) == 55.0
+
+
+async def test_http_backends_are_chat_backends_and_report_split_out_reasoning(fake_api: FakeAPI) -> None:
+    from refine_agent.tools.api.backend import ChatBackend
+
+    reply = chat_reply("<answer>4</answer>")
+    reply.body["choices"][0]["message"]["reasoning_content"] = "the edit looks right"  # vLLM's reasoning parser
+    fake_api.script("chat", reply)
+    chat = adapter("openai", "local-vlm", opts(fake_api))
+    assert isinstance(chat, ChatBackend) and chat.capacity == 8 and not getattr(chat, "concurrent", False)
+    got = await chat.complete([Msg(role="user", parts=["rate it"])])
+    assert got.text == "<answer>4</answer>" and got.reasoning == "the edit looks right"
+    assert chat.sent_seed(2**31 + 3) == 3
+    assert adapter("anthropic", "c", opts(fake_api, "anthropic")).sent_seed(3) is None  # the API takes no seed

@@ -296,3 +296,25 @@ def test_format_verdict_and_history():
     h = format_history(rounds)
     assert 'Round 0 (edited from: source): "make the car blue"' in h and "best so far" in h.splitlines()[1]
     assert format_history([]) == "(none)"
+
+
+def test_one_context_formatter_for_every_role():
+    from refine_agent.tools.judges.prompts import context_items, format_context
+
+    ctx = {"masked_instruction": "make the masked thing red", "rationale": "keep the sky", "note": "", "n": None}
+    assert context_items(ctx) == [("rationale", "keep the sky")]  # RefEdit's masked instruction is not context
+    assert format_context(ctx) == "rationale: keep the sky" and format_context(None) == ""
+    assert format_context({"a_b": 1, "c": "d"}, sep="; ") == "a b: 1; c: d"
+
+
+def test_parse_answer_prefers_valid_structured_output_then_the_text_with_split_out_reasoning():
+    from refine_agent.tools.judges.prompts import parse_answer
+
+    sc = {"reasoning": "r", "success": 9, "overediting": 8}
+    assert parse_answer(SemanticConsistency, sc, "garbage").value.success == 9
+    text = json.dumps({**sc, "success": 7})
+    assert parse_answer(SemanticConsistency, {"success": 99}, text).value.success == 7  # invalid: the text
+    assert parse_answer(SemanticConsistency, None, text).value.success == 7
+    value = parse_answer(IECriticRating, None, "<answer>4</answer>", reasoning="it looks right").value
+    assert value.rating == 4 and "it looks right" in value.reasoning
+    assert parse_answer(SemanticConsistency, None, "no scores here").error

@@ -7,7 +7,8 @@ from typing import Any
 
 from refine_agent.errors import TransientToolError
 
-from .chat import ChatAdapter, ChatReply, Msg, ToolCall, ToolDef, png_base64
+from .backend import ChatReply, Msg, ToolCall, ToolDef
+from .chat import ChatAdapter, png_base64
 
 
 def _blocks(m: Msg) -> list[dict[str, Any]]:
@@ -84,8 +85,10 @@ class AnthropicChat(ChatAdapter):
             structured = next((c.arguments for c in calls if c.name == schema_name), None)
             calls = [c for c in calls if c.name != schema_name]
         refusal = "the model declined to answer" if resp.stop_reason == "refusal" else None
+        thinking = "".join(getattr(b, "thinking", "") or "" for b in resp.content
+                           if getattr(b, "type", None) == "thinking")
         usage = resp.usage
         return ChatReply(text=text, model=resp.model or self.model, structured=structured, tool_calls=calls,
-                         finish_reason=resp.stop_reason, refusal=refusal,
+                         finish_reason=resp.stop_reason, refusal=refusal, reasoning=thinking or None,
                          input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
                          output_tokens=int(getattr(usage, "output_tokens", 0) or 0))

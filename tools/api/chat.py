@@ -1,65 +1,22 @@
-"""Provider-neutral chat messages and replies, and the shared half of every chat adapter: endpoint choice,
-rate limits, error classification, cost. The wire formats live in ``openai_chat`` and ``anthropic_chat``."""
+"""The shared half of the HTTP chat backends: endpoint choice, rate limits, error classification, cost.
+The wire formats live in ``openai_chat`` and ``anthropic_chat``; the provider-neutral messages, replies and
+the ``ChatBackend`` protocol they implement live in ``backend``."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from refine_agent.errors import MissingExtraError, ToolError
 from refine_agent.images import Image
 from refine_agent.runtime import bill
-from refine_agent.types import Usage
 
+from .backend import ChatReply, Msg, ToolCall, ToolDef
 from .errors import classify
 from .options import APIOptions, Endpoints
 from .pricing import chat_cost
 from .ratelimit import estimate_tokens, limiter_for
-
-
-@dataclass
-class ToolCall:
-    id: str
-    name: str
-    arguments: dict[str, Any]
-
-
-@dataclass
-class ToolDef:
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-
-@dataclass
-class Msg:
-    role: Literal["system", "user", "assistant", "tool"]
-    parts: list[str | Image] = field(default_factory=list)
-    tool_calls: list[ToolCall] = field(default_factory=list)  # an assistant turn that called tools
-    tool_call_id: str | None = None  # a tool result
-
-
-@dataclass
-class ChatReply:
-    text: str
-    model: str
-    structured: dict[str, Any] | None = None  # the server's structured output (json_schema / forced tool)
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    finish_reason: str | None = None
-    refusal: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def refused(self) -> bool:
-        return self.refusal is not None
-
-    @property
-    def usage(self) -> Usage:
-        return Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd)
 
 
 class ClientPools:
@@ -93,21 +50,25 @@ def data_url(image: Image) -> str:
 
 
 class ChatAdapter:
-    """One model behind one or more endpoints of one provider."""
+    """A ``ChatBackend`` over HTTP: one model behind one or more endpoints of one provider."""
 
     provider = "openai"
     sdk = "openai"
     takes_seed = True
 
-    def __init__(self, model: str, opts: APIOptions) -> None:
+    def __init__(self, model: str, opts: APIOptions | dict[str, Any] | None = None) -> None:
         self.model = model
-        self.opts = opts
+        self.opts = opts if isinstance(opts, APIOptions) else APIOptions.model_validate(opts or {})
         self.endpoints = Endpoints(self.provider, opts)
         self._pools = ClientPools(lambda: [self._client(url) for url in self.endpoints.urls])
         try:
             __import__(self.sdk)
         except ModuleNotFoundError:
             raise MissingExtraError(self.sdk, "api", f"the {self.provider} backend") from None
+
+    @property
+    def capacity(self) -> int:
+        return self.opts.max_concurrency
 
     @property
     def clients(self) -> list[Any]:
@@ -159,13 +120,4 @@ class ChatAdapter:
         return reply
 
 
-def make_adapter(provider: str, model: str, opts: APIOptions) -> ChatAdapter:
-    if provider == "openai":
-        from .openai_chat import OpenAIChat
-
-        return OpenAIChat(model, opts)
-    if provider == "anthropic":
-        from .anthropic_chat import AnthropicChat
-
-        return AnthropicChat(model, opts)
-    raise ValueError(f"unknown provider {provider!r}")
+__all__ = ["ChatAdapter", "ChatReply", "ClientPools", "Msg", "ToolCall", "ToolDef", "data_url", "png_base64"]

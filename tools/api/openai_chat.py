@@ -11,7 +11,8 @@ from typing import Any
 
 from refine_agent.errors import PermanentToolError, TransientToolError
 
-from .chat import ChatAdapter, ChatReply, Msg, ToolCall, ToolDef, data_url
+from .backend import ChatReply, Msg, ToolCall, ToolDef
+from .chat import ChatAdapter, data_url
 
 
 def _content(m: Msg) -> list[dict[str, Any]] | str:
@@ -150,7 +151,10 @@ def _reply(resp: Any, model: str, *, structured: bool) -> ChatReply:
         except json.JSONDecodeError:
             parsed = None  # the text parser gets another chance
     usage = getattr(resp, "usage", None)
+    # vLLM's reasoning parsers (and some other servers) split the reasoning out of the answer
+    reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
     return ChatReply(text=text, model=getattr(resp, "model", None) or model, structured=parsed, tool_calls=calls,
                      finish_reason=finish, refusal=refusal,
+                     reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
                      input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                      output_tokens=int(getattr(usage, "completion_tokens", 0) or 0))

@@ -11,7 +11,7 @@ import itertools
 import os
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from refine_agent.errors import ConfigError
 
@@ -50,12 +50,66 @@ class APIOptions(BaseModel):
     price_out: float | None = Field(default=None, ge=0, description="USD per 1M output tokens (overrides the table)")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="extra request fields, e.g. for vLLM")
 
+    def __repr__(self) -> str:  # the options given, not every default (a secret stays masked)
+        given = ", ".join(f"{k}={getattr(self, k)!r}" for k in type(self).model_fields if k in self.model_fields_set)
+        return f"{type(self).__name__}({given})"
+
     @field_validator("base_url", mode="before")
     @classmethod
     def _urls(cls, v: Any) -> Any:
         if isinstance(v, str):
             return [u.strip().rstrip("/") for u in v.split(",") if u.strip()]
         return v
+
+
+class WithAPITransport(BaseModel):
+    """Options of a tool that calls an HTTP chat backend: its transport (endpoint, key, rate limits, prices)
+    nested under ``transport``, so the tool's own options stay backend-neutral. The flat spelling of the
+    command line and config files (``-J base_url=...``, ``api_key_env``, ``rpm``, ``price_in``, ...) is
+    accepted and moved into ``transport``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transport: APIOptions = Field(default_factory=APIOptions, description=(
+        "endpoint, key, rate limits and prices, given flat (-J base_url=URL[,URL]): base_url, api_key_env, "
+        "api_key, max_concurrency (8), timeout_s (120), rpm, tpm, price_in, price_out (USD per 1M tokens), "
+        "extra_body"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_transport(cls, data: Any) -> Any:
+        return nest_transport(data)
+
+    def flat(self) -> dict[str, Any]:
+        """The options as the command line spells them (transport fields at the top level)."""
+        out = {k: getattr(self, k) for k in type(self).model_fields if k != "transport"}
+        return {**out, **{k: getattr(self.transport, k) for k in APIOptions.model_fields}}
+
+
+def nest_transport(data: Any) -> Any:
+    """Move the flat transport options (``base_url=...``) of a tool's options into ``transport``."""
+    if not isinstance(data, dict):
+        return data
+    flat = {k: data[k] for k in APIOptions.model_fields if k in data}
+    if not flat:
+        return data
+    nested: Any = data.get("transport") or {}
+    if isinstance(nested, APIOptions):
+        nested = {k: getattr(nested, k) for k in nested.model_fields_set}
+    if not isinstance(nested, dict):
+        return data  # let validation say what is wrong with it
+    return {**{k: v for k, v in data.items() if k not in flat}, "transport": {**nested, **flat}}
+
+
+def semantic_params(options: BaseModel) -> dict[str, Any]:
+    """A VLM tool's options as they go into cache keys: everything but the transport, which changes where
+    and how fast a call goes, not what it returns; ``extra_body`` (request fields such as vLLM's guided
+    decoding) does change replies, so it stays, under its flat name as before."""
+    params = options.model_dump(mode="json", exclude={"transport"})
+    transport = getattr(options, "transport", None)
+    if transport is not None and hasattr(transport, "extra_body"):
+        params["extra_body"] = transport.model_dump(mode="json")["extra_body"]
+    return params
 
 
 class Endpoints:

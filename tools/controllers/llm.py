@@ -8,9 +8,20 @@ import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
-from refine_agent.tools.api.chat import Msg, ToolCall, ToolDef, make_adapter
-from refine_agent.tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
+from pydantic import BaseModel, ConfigDict, Field
+from refine_agent.tools.api.backend import (
+    CHAT_BACKENDS,
+    ChatBackend,
+    Msg,
+    ToolCall,
+    ToolDef,
+    aclose,
+    backend_capacity,
+    make_chat,
+    sent_seed,
+)
+from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport, semantic_params
+from refine_agent.tools.judges.prompts import format_context
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
@@ -32,23 +43,32 @@ TOOLS = [
 ]
 
 
-class ControllerOptions(APIOptions):
+class ControllerOptions(BaseModel):
+    """How the controller asks, whatever backend serves the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
     temperature: Temperature = Field(default=0.0, description=TEMPERATURE_HELP)
     max_tokens: int = Field(default=1024, ge=16, description="longest reply")
     prompt: str | None = Field(default=None, description="a file with your own system prompt")
+
+
+class APIControllerOptions(WithAPITransport, ControllerOptions):
+    """The controller over an HTTP backend: its options and the transport (``base_url=...``, ...)."""
 
 
 class LLMController(ToolBase):
     name: ClassVar[str] = "llm"
     kind: ClassVar[str] = "controller"
     summary: ClassVar[str] = "a tool-calling LLM drives the refinement (llm:openai:MODEL, llm:anthropic:MODEL)"
-    Options = ControllerOptions
-    runtime_only_options = TRANSPORT_OPTIONS
+    Options = APIControllerOptions
+    runtime_only_options = frozenset({"transport"})
 
-    def __init__(self, provider: str, model: str, options: Any = None) -> None:
+    def __init__(self, provider: str, model: str, options: Any = None, *, chat: ChatBackend | None = None) -> None:
         super().__init__(options)
-        if provider not in ("openai", "anthropic"):
-            raise ConfigError(f"controller llm:{provider}:{model}: the provider must be openai or anthropic")
+        if chat is None and provider not in CHAT_BACKENDS:
+            raise ConfigError(f"controller llm:{provider}:{model}: the provider must be one of "
+                              f"{', '.join(sorted(CHAT_BACKENDS))}")
         self.provider, self.model = provider, model
         self.name = f"llm:{provider}:{model}"  # type: ignore[misc]
         o: ControllerOptions = self.options  # type: ignore[assignment]
@@ -60,7 +80,8 @@ class LLMController(ToolBase):
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read controller prompt file {path}: {exc}") from None
         self.prompt_id = f"{path.stem}-{hashlib.sha256(self.system.encode()).hexdigest()[:8]}"
-        self.chat = make_adapter(provider, model, o)
+        self.chat: ChatBackend = chat if chat is not None else make_chat(provider, model,
+                                                                         getattr(o, "transport", None))
 
     @classmethod
     def from_spec(cls, model: str | None, options: dict[str, Any]) -> LLMController:
@@ -70,17 +91,22 @@ class LLMController(ToolBase):
                               "llm:anthropic:claude-sonnet-4-5")
         return cls(provider, name, options)
 
+    @property
+    def capacity(self) -> int:
+        return backend_capacity(self.chat, self.options)
+
     async def aclose(self) -> None:
-        await self.chat.aclose()
+        await aclose(self.chat)
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "params": {**super().identity()["params"], "prompt": self.prompt_id}}
+        return {"name": self.name, "params": {**semantic_params(self.options), "prompt": self.prompt_id}}
 
     def messages(self, req: ControllerRequest) -> list[Msg]:
         r0 = req.rounds[0] if req.rounds else None
         first: list[Any] = [f"Instruction: {req.instruction}"]
-        if req.context:
-            first.append("Context: " + "; ".join(f"{k}: {v}" for k, v in req.context.items()))
+        context = format_context(req.context, sep="; ")
+        if context:
+            first.append("Context: " + context)
         first += ["The original image:", req.source]
         if r0 is not None and r0.image in req.images:
             v = r0.verdict
@@ -101,7 +127,7 @@ class LLMController(ToolBase):
                                          max_tokens=o.max_tokens)
         usage = reply.usage
         info = {"model": reply.model, "prompt": self.prompt_id, "temperature": o.temperature,
-                "seed": self.chat.sent_seed(req.seed)}
+                "seed": sent_seed(self.chat, req.seed)}
         if not reply.tool_calls:  # the loop tells the model to call a tool, and counts the turn
             return ControllerDecision(id=f"turn-{len(req.transcript)}", name="", thought=reply.text or
                                       (reply.refusal or ""), usage=usage, info=info)

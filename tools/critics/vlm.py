@@ -7,19 +7,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
-from refine_agent.tools.api.chat import Msg, make_adapter
+from pydantic import BaseModel, ConfigDict, Field
+from refine_agent.tools.api.backend import ChatBackend, Msg, aclose, backend_capacity, make_chat, sent_seed
 from refine_agent.tools.api.errors import Refused
-from refine_agent.tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
+from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport, semantic_params
 from refine_agent.tools.judges.prompts import (
     MODES,
+    format_context,
     format_history,
     format_instructions,
     format_verdict,
     json_schema,
     load_template,
-    parse_reply,
-    parse_structured,
+    parse_answer,
     to_critique,
 )
 from refine_agent.tools.simulation import SimOptions, SimulatedTool
@@ -29,27 +29,39 @@ from refine_agent.protocols import ToolBase
 from refine_agent.types import Critique, CritiqueRequest
 
 
-class CriticOptions(APIOptions):
+class CriticOptions(BaseModel):
+    """What a VLM critic asks, whatever backend serves the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
     template: str | None = Field(default=None, description="your own critic prompt file")
     temperature: Temperature = Field(default=0.0, description=TEMPERATURE_HELP)
     max_tokens: int = Field(default=1024, ge=16, description="longest reply")
     structured: bool = Field(default=True, description="ask for structured output where the server supports it")
 
 
+class APICriticOptions(WithAPITransport, CriticOptions):
+    """A VLM critic over an HTTP backend: the critic's options and the transport (``base_url=...``, ...)."""
+
+
 class VLMCritic(ToolBase):
+    """The VLM critic on any chat backend: ``chat`` is given (e.g. a ``FunctionChat``) or made from the
+    registered backend ``provider`` with the options' transport."""
+
     provider: ClassVar[str] = "openai"
     kind: ClassVar[str] = "critic"
     Options = CriticOptions
-    runtime_only_options = TRANSPORT_OPTIONS
+    runtime_only_options = frozenset({"transport"})
 
-    def __init__(self, model: str, options: Any = None) -> None:
+    def __init__(self, model: str, options: Any = None, *, chat: ChatBackend | None = None) -> None:
         super().__init__(options)
         self.model = model
-        self.name = f"{self.provider}:{model}"  # type: ignore[misc]
+        self.name = f"{getattr(chat, 'provider', None) or self.provider}:{model}"  # type: ignore[misc]
         o: CriticOptions = self.options  # type: ignore[assignment]
         self.mode = MODES["critic"]
         self.template = load_template(o.template or self.mode.templates[0])
-        self.chat = make_adapter(self.provider, model, o)
+        self.chat: ChatBackend = chat if chat is not None else make_chat(self.provider, model,
+                                                                         getattr(o, "transport", None))
 
     @classmethod
     def from_spec(cls, model: str | None, options: dict[str, Any]) -> VLMCritic:
@@ -57,17 +69,21 @@ class VLMCritic(ToolBase):
             raise ConfigError(f"critic '{cls.provider}' needs a model: {cls.provider}:MODEL")
         return cls(model, options)
 
+    @property
+    def capacity(self) -> int:
+        return backend_capacity(self.chat, self.options)
+
     async def aclose(self) -> None:
-        await self.chat.aclose()
+        await aclose(self.chat)
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "params": {**super().identity()["params"], "template": self.template.id}}
+        return {"name": self.name, "params": {**semantic_params(self.options), "template": self.template.id}}
 
     async def critique(self, req: CritiqueRequest) -> Critique:
         o: CriticOptions = self.options  # type: ignore[assignment]
         schema = self.mode.schemas[0]
-        context = "\n".join(f"{k.replace('_', ' ')}: {v}" for k, v in req.context.items() if v not in (None, ""))
-        text = self.template.render(instruction=req.instruction, context=context, verdict=format_verdict(req.verdict),
+        text = self.template.render(instruction=req.instruction, context=format_context(req.context),
+                                    verdict=format_verdict(req.verdict),
                                     history=format_history(list(req.history)),
                                     format_instructions=format_instructions(schema))
         parts: list[Any] = [text, "Source image:", req.source, "Current edit:", req.edited]
@@ -80,25 +96,25 @@ class VLMCritic(ToolBase):
             raise PermanentToolError(f"critic {self.name}: {exc}") from None
         if reply.refused:
             raise PermanentToolError(f"critic {self.name} declined: {reply.refusal}")
-        parsed = parse_structured(schema, reply.structured) if reply.structured is not None else None
-        if parsed is None or parsed.value is None:
-            parsed = parse_reply(schema, reply.text)
+        parsed = parse_answer(schema, reply.structured, reply.text, reply.reasoning)
         if parsed.value is None:  # a critique that cannot be read stops the loop; it is never made up
             raise PermanentToolError(f"critic {self.name}: the reply did not parse ({parsed.error}); "
                                      f"raw: {(reply.text or '')[:200]!r}")
         usage = reply.usage
         return to_critique(parsed.value, usage=usage, info={"model": reply.model, "template": self.template.id,
                                                             "temperature": o.temperature,
-                                                            "seed": self.chat.sent_seed(req.seed)})
+                                                            "seed": sent_seed(self.chat, req.seed)})
 
 
 class OpenAICritic(VLMCritic):
     provider = "openai"
+    Options = APICriticOptions
     summary: ClassVar[str] = "VLM critic over the OpenAI-compatible Chat API"
 
 
 class AnthropicCritic(VLMCritic):
     provider = "anthropic"
+    Options = APICriticOptions
     summary: ClassVar[str] = "VLM critic over the Anthropic Messages API"
 
 

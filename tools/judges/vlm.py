@@ -1,5 +1,6 @@
 """VLM judges: ``openai:MODEL`` (any OpenAI-compatible server: OpenAI, vLLM ``serve``, DashScope's
-compatible mode, ...) and ``anthropic:MODEL``.
+compatible mode, ...) and ``anthropic:MODEL``. ``VLMJudge`` is written once against the chat backend seam
+(``tools.api.backend``): it runs on any registered backend, or on one it is given (``chat=``).
 
 Modes (``-J mode=...``), each with one output contract that writes the prompt's format instructions and
 parses the reply (``tools.judges.prompts``):
@@ -13,7 +14,9 @@ parses the reply (``tools.judges.prompts``):
 Replies use structured output where the server supports it and are parsed tolerantly otherwise. A reply
 that does not parse is a ``parse_error`` verdict with the raw text; a refusal is ``refused``; neither is
 ever scored. ``repeats`` asks several times (new seeds) and aggregates; fewer than ``min_valid`` valid
-answers is a failed judgment. Every verdict records the model id the server reported, the temperature,
+answers is a failed judgment. Repeats, and viescore's SC and PQ calls, are issued together where the backend
+is ``concurrent`` (a batching backend), else one after another; the recorded order is the seeds' either way.
+Every verdict records the model id the server reported, the temperature,
 the seeds and the prompt template ids.
 """
 
@@ -24,22 +27,35 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
-from refine_agent.tools.api.chat import ChatReply, Msg, make_adapter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from refine_agent.tools.api.backend import (
+    ChatBackend,
+    ChatReply,
+    Msg,
+    aclose,
+    backend_capacity,
+    issue_all,
+    make_chat,
+    sent_seed,
+)
 from refine_agent.tools.api.errors import Refused
-from refine_agent.tools.api.options import TEMPERATURE_HELP, TRANSPORT_OPTIONS, APIOptions, Temperature
+from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport, semantic_params
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
 from refine_agent.types import Critique, JudgeRequest, Usage, Verdict
 
 from .masking import masked
-from .prompts import MODES, Mode, format_instructions, json_schema, load_template, parse_reply, parse_structured
+from .prompts import MODES, Mode, format_context, format_instructions, json_schema, load_template, parse_answer
 
 Aggregate = Literal["mean", "median", "majority"]
 
 
-class JudgeOptions(APIOptions):
+class JudgeOptions(BaseModel):
+    """What a VLM judge asks and how it aggregates, whatever backend serves the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
     mode: Literal["viescore", "viescore_single", "yesno", "iecritic", "judge+critic"] = Field(
         default="viescore", description="what to ask; see the module docs")
     template: str | None = Field(default=None, description="your own prompt file (for viescore: the SC prompt)")
@@ -61,6 +77,10 @@ class JudgeOptions(APIOptions):
         return self
 
 
+class APIJudgeOptions(WithAPITransport, JudgeOptions):
+    """A VLM judge over an HTTP backend: the judge's options and the transport (``base_url=...``, ...)."""
+
+
 @dataclass
 class Answer:
     """One valid or failed answer to one request (one repeat)."""
@@ -76,15 +96,19 @@ class Answer:
 
 
 class VLMJudge(ToolBase):
+    """The VLM judge on any chat backend: ``chat`` is given (e.g. a ``FunctionChat``) or made from the
+    registered backend ``provider`` with the options' transport."""
+
     provider: ClassVar[str] = "openai"
     kind: ClassVar[str] = "judge"
     Options = JudgeOptions
-    runtime_only_options = TRANSPORT_OPTIONS
+    runtime_only_options = frozenset({"transport"})
 
-    def __init__(self, model: str, options: Any = None) -> None:
+    def __init__(self, model: str, options: Any = None, *, chat: ChatBackend | None = None) -> None:
         super().__init__(options)
         self.model = model
-        self.name = f"{self.provider}:{model}"  # type: ignore[misc]
+        provider = getattr(chat, "provider", None) or self.provider
+        self.name = f"{provider}:{model}"  # type: ignore[misc]
         o: JudgeOptions = self.options  # type: ignore[assignment]
         self.mode: Mode = MODES[o.mode]
         names = list(self.mode.templates)
@@ -93,7 +117,8 @@ class VLMJudge(ToolBase):
         if o.pq_template and len(names) > 1:
             names[1] = o.pq_template
         self.templates = [load_template(n) for n in names]
-        self.chat = make_adapter(self.provider, model, o)
+        self.chat: ChatBackend = chat if chat is not None else make_chat(self.provider, model,
+                                                                         getattr(o, "transport", None))
 
     @classmethod
     def from_spec(cls, model: str | None, options: dict[str, Any]) -> VLMJudge:
@@ -102,11 +127,15 @@ class VLMJudge(ToolBase):
                               f"{'openai:gpt-4o' if cls.provider == 'openai' else 'anthropic:claude-sonnet-4-5'}")
         return cls(model, options)
 
+    @property
+    def capacity(self) -> int:
+        return backend_capacity(self.chat, self.options)
+
     async def aclose(self) -> None:
-        await self.chat.aclose()
+        await aclose(self.chat)
 
     def identity(self) -> dict[str, Any]:
-        params = super().identity()["params"]
+        params = semantic_params(self.options)
         params["templates"] = [t.id for t in self.templates]  # a changed prompt is a different judge
         return {"name": self.name, "params": params}
 
@@ -125,47 +154,45 @@ class VLMJudge(ToolBase):
             return None, None, f"refused: {exc}"
         if reply.refused:
             return None, reply, f"refused: {reply.refusal}"
-        parsed = parse_structured(schema, reply.structured) if reply.structured is not None else None
-        if parsed is None or parsed.value is None:
-            parsed = parse_reply(schema, reply.text)
+        parsed = parse_answer(schema, reply.structured, reply.text, reply.reasoning)
         if parsed.value is None:
             return None, reply, f"parse_error: {parsed.error}"
         return parsed.value, reply, ""
 
-    async def _answer(self, req: JudgeRequest, seed: int, usage: list[Usage], models: set[str]) -> Answer:
+    async def _answer(self, req: JudgeRequest, seed: int) -> tuple[Answer, list[ChatReply]]:
+        """One repeat: the mode's calls (viescore: SC and PQ), issued together where the backend batches."""
         o: JudgeOptions = self.options  # type: ignore[assignment]
-        values = {"instruction": req.instruction, "context": _context(req.context)}
+        values = {"instruction": req.instruction, "context": format_context(req.context)}
         source, edited = req.source, req.edited
         if req.mask is not None and self.mode.uses_mask:
             source, edited = masked(source, req.mask, o.mask_dilation), masked(edited, req.mask, o.mask_dilation)
             values["instruction"] = req.context.get("masked_instruction", req.instruction)
-        parts: list[Any] = []
-        raws: list[str] = []
+        calls = []
         for i, (schema, template) in enumerate(zip(self.mode.schemas, self.templates, strict=True)):
             sees_both = self.mode.images[i] == "both"
             images = ["Source image:", source, "Edited image:", edited] if sees_both else ["Edited image:",
                                                                                           req.edited]
-            value, reply, problem = await self._ask(schema, template, images, values, seed)
-            if reply is not None:
-                usage.append(reply.usage)
-                models.add(reply.model)
-                raws.append(reply.text or (reply.structured and str(reply.structured)) or "")
-            if problem:
-                status = problem.split(":", 1)[0]
-                return Answer(status=status, reasoning=problem, raw="\n---\n".join(raws))
-            parts.append(value)
-        return self.mode.to_answer(parts, Answer, raw="\n---\n".join(raws))
+            calls.append(lambda s=schema, t=template, im=images: self._ask(s, t, im, values, seed))
+        results = await issue_all(self.chat, calls, stop=lambda r: bool(r[2]))
+        replies = [reply for _, reply, _ in results if reply is not None]
+        raw = "\n---\n".join(r.text or (r.structured and str(r.structured)) or "" for r in replies)
+        problem = next((p for _, _, p in results if p), "")
+        if problem:
+            return Answer(status=problem.split(":", 1)[0], reasoning=problem, raw=raw), replies
+        return self.mode.to_answer([value for value, _, _ in results], Answer, raw=raw), replies
 
     # -- the judgment ---------------------------------------------------------------------------------------
     async def judge(self, req: JudgeRequest) -> Verdict:
         o: JudgeOptions = self.options  # type: ignore[assignment]
-        usage: list[Usage] = []
-        models: set[str] = set()
-        answers = [await self._answer(req, req.seed + i, usage, models) for i in range(o.repeats)]
-        total = sum(usage, Usage())
+        repeats = [lambda seed=req.seed + i: self._answer(req, seed) for i in range(o.repeats)]
+        done = await issue_all(self.chat, repeats)  # in seed order, whether issued together or not
+        answers = [answer for answer, _ in done]
+        replies = [reply for _, rs in done for reply in rs]
+        total = sum((r.usage for r in replies), Usage())
+        models = {r.model for r in replies}
         info = {"model": sorted(models)[0] if len(models) == 1 else sorted(models), "requested_model": self.model,
                 "mode": o.mode, "temperature": o.temperature,
-                "seeds": [self.chat.sent_seed(req.seed + i) for i in range(o.repeats)],
+                "seeds": [sent_seed(self.chat, req.seed + i) for i in range(o.repeats)],
                 "templates": [t.id for t in self.templates], "repeats": o.repeats, "aggregate": o.aggregate}
         valid = [a for a in answers if a.status == "ok"]
         info["valid"] = len(valid)
@@ -208,20 +235,16 @@ class VLMJudge(ToolBase):
         return None if not known else sum(known) * 2 > len(known)
 
 
-def _context(context: dict[str, Any]) -> str:
-    """Per-sample context a dataset gives the judge (e.g. RE-Edit's rationale), as prompt text."""
-    shown = {k: v for k, v in context.items() if k != "masked_instruction" and v not in (None, "")}
-    return "\n".join(f"{k.replace('_', ' ')}: {v}" for k, v in shown.items())
-
-
 class OpenAIJudge(VLMJudge):
     provider = "openai"
+    Options = APIJudgeOptions
     summary: ClassVar[str] = "VLM judge over the OpenAI-compatible Chat API (OpenAI, vLLM, DashScope, ...)"
 
 
 class AnthropicJudge(VLMJudge):
     provider = "anthropic"
+    Options = APIJudgeOptions
     summary: ClassVar[str] = "VLM judge over the Anthropic Messages API"
 
 
-__all__ = ["AnthropicJudge", "Critique", "JudgeOptions", "OpenAIJudge", "VLMJudge"]
+__all__ = ["APIJudgeOptions", "AnthropicJudge", "Critique", "JudgeOptions", "OpenAIJudge", "VLMJudge"]

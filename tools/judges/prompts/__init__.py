@@ -27,12 +27,14 @@ from .contracts import (
     to_critique,
     viescore_scores,
 )
-from .parsing import ParseResult, parse_reply, parse_structured
+from .parsing import ParseResult, parse_answer, parse_reply, parse_structured
 from .templates import (
     KNOWN_VALUES,
     Template,
     TemplateError,
     builtin_templates,
+    context_items,
+    format_context,
     format_history,
     format_instructions,
     format_verdict,
@@ -40,9 +42,9 @@ from .templates import (
 )
 
 __all__ = [
-    "KNOWN_VALUES", "MODES", "Contract", "CriticAnswer", "FieldSpec", "IECriticRating", "JudgeCritic", "Judgment",
+    "Contract", "CriticAnswer", "FieldSpec", "IECriticRating", "JudgeCritic", "Judgment", "KNOWN_VALUES", "MODES",
     "Mode", "ParseResult", "PerceptualQuality", "SemanticConsistency", "Template", "TemplateError", "VieScore",
-    "YesNo", "builtin_templates", "critique_fields", "field_specs", "format_history", "format_instructions",
-    "format_verdict", "iecritic_to_10", "json_schema", "load_template", "parse_reply", "parse_structured",
-    "to_critique", "viescore_scores",
+    "YesNo", "builtin_templates", "context_items", "critique_fields", "field_specs", "format_context",
+    "format_history", "format_instructions", "format_verdict", "iecritic_to_10", "json_schema", "load_template",
+    "parse_answer", "parse_reply", "parse_structured", "to_critique", "viescore_scores",
 ]

@@ -57,6 +57,20 @@ def parse_structured(schema: type[T], data: Any) -> ParseResult[T]:
         return ParseResult(None, str(exc), raw)
 
 
+def parse_answer(schema: type[T], structured: Any, text: str | None, reasoning: str | None = None) -> ParseResult[T]:
+    """The one way a VLM role reads a reply: the backend's structured output if it validates, else the text.
+
+    ``reasoning`` is reasoning text the backend split out of the reply (e.g. vLLM's ``reasoning_content``); it
+    is read as the reply's ``<think>`` part when the text has none."""
+    if structured is not None:
+        parsed = parse_structured(schema, structured)
+        if parsed.value is not None:
+            return parsed
+    if reasoning and reasoning.strip() and "<think>" not in (text or ""):
+        text = f"<think>{reasoning}</think>\n{text or ''}"
+    return parse_reply(schema, text)
+
+
 def parse_reply(schema: type[T], text: str | None) -> ParseResult[T]:
     """Parse a free-text reply into ``schema``; see the module docs for what is accepted."""
     raw = text or ""

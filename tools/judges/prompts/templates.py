@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,22 @@ def _example(spec: Any) -> Any:
 
 
 _SCORE_NAMES = {"SC": "success, overediting", "PQ": "naturalness, artifacts"}
+
+
+# Per-sample context that is not for the model's eyes: the judge uses RefEdit's masked instruction in place
+# of the instruction (with masked images); no role sees it as context.
+HIDDEN_CONTEXT = frozenset({"masked_instruction"})
+
+
+def context_items(context: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+    """The per-sample context a VLM role may see (e.g. RE-Edit's rationale): labelled, empty values dropped."""
+    return [(k.replace("_", " "), v) for k, v in (context or {}).items()
+            if k not in HIDDEN_CONTEXT and v not in (None, "")]
+
+
+def format_context(context: Mapping[str, Any] | None, sep: str = "\n") -> str:
+    """Per-sample context as prompt text: one ``label: value`` per line (``sep``); the same for every role."""
+    return sep.join(f"{k}: {v}" for k, v in context_items(context))
 
 
 def format_verdict(verdict: Verdict | None) -> str:
