@@ -39,6 +39,8 @@ from refine_agent.runtime import Runtime
 from refine_agent.terminal import text_column
 from refine_agent.types import JudgeRequest, Trajectory, Verdict
 
+from .concurrency import for_each
+
 
 @dataclass
 class Outcome:
@@ -98,30 +100,28 @@ async def run_set(samples: list[SyntheticSample], *, critic: str, max_rounds: in
     exact_judge = create_tool("judge", "verify") if noise > 0 else None
     critic_tool = create_tool("critic", critic)
     runtime = Runtime()
-    gate = asyncio.Semaphore(concurrency)
     run = DemoRun(label=critic)
 
     async def one(sample: SyntheticSample) -> None:
-        async with gate:
-            source = sample.image()
-            result = await refine(source, sample.instruction, editor=editor, judge=judge, critic=critic_tool,
-                                  budget=Budget(max_rounds=max_rounds), seed=seed, sample_id=sample.id,
-                                  runtime=runtime)
-            if out is not None:
-                await asyncio.to_thread(write_outputs, out / critic / sample.id, result, source, force=force)
-            outcome = Outcome(sample, result.trajectory)
-            best = result.trajectory.best
-            if exact_judge is not None and best is not None:
-                pair = [await exact_judge.judge(JudgeRequest(source=source, edited=result.image(i),
-                                                             instruction=sample.instruction, seed=seed))
-                        for i in (0, best.index)]
-                outcome.exact = (pair[0], pair[1])
-            run.outcomes.append(outcome)
-            if on_done is not None:
-                on_done(outcome)
+        source = sample.image()
+        result = await refine(source, sample.instruction, editor=editor, judge=judge, critic=critic_tool,
+                              budget=Budget(max_rounds=max_rounds), seed=seed, sample_id=sample.id,
+                              runtime=runtime)
+        if out is not None:
+            await asyncio.to_thread(write_outputs, out / critic / sample.id, result, source, force=force)
+        outcome = Outcome(sample, result.trajectory)
+        best = result.trajectory.best
+        if exact_judge is not None and best is not None:
+            pair = [await exact_judge.judge(JudgeRequest(source=source, edited=result.image(i),
+                                                         instruction=sample.instruction, seed=seed))
+                    for i in (0, best.index)]
+            outcome.exact = (pair[0], pair[1])
+        run.outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
 
     start = time.perf_counter()
-    await asyncio.gather(*(one(s) for s in samples))
+    await for_each(iter(samples), one, concurrency)
     run.seconds = time.perf_counter() - start
     run.outcomes.sort(key=lambda o: o.sample.id)
     return run

@@ -5,28 +5,20 @@ then names the new judge, so ``summary.json``, ``ablate`` and ``report`` use it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
-from refine_agent.cache import cache_key
 from refine_agent.config import ToolSpec
-from refine_agent.errors import InputError, ToolCallFailed, describe
-from refine_agent.loop import derive_seed
+from refine_agent.errors import InputError, describe
+from refine_agent.images import Image
 from refine_agent.protocols import close_tools, tool_identity
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime, RuntimeConfig
 from refine_agent.store import RunStore, SampleRecord, StoreCache
-from refine_agent.types import JudgeRequest, Verdict
+from refine_agent.types import Verdict
 
 from .concurrency import for_each
-
-UNREADABLE = "image_unreadable"  # in a failed verdict's info: no judgment was made, so try again next time
-
-
-def judge_key(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+from .eval_judge import UNREADABLE, eval_judge_key, score_rounds
 
 
 def read_run(store: RunStore) -> dict[str, Any]:
@@ -44,7 +36,7 @@ async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runt
     judge = create_tool("judge", spec.spec, spec.options)
     identity = tool_identity(judge)
     same = identity == info["tools"]["judge"]
-    key = judge_key(identity)
+    key = eval_judge_key(identity)
     seed = int(info["config"]["seed"])
     rt = Runtime(runtime or RuntimeConfig.model_validate(info["config"]["runtime"]), cache=StoreCache(store))
 
@@ -81,25 +73,10 @@ async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed
                                         Verdict.failed("error", f"stored input image unreadable: {describe(exc)}",
                                                        info={UNREADABLE: True}))
         return
-    context = rec.inputs.context
-    for rnd in rec.trajectory.rounds:
-        if rnd.image is None or rnd.index in have:
-            continue
-        try:
-            edited = await asyncio.to_thread(store.get_image, rnd.image)
-        except (OSError, InputError) as exc:  # a lost file is a failed judgment, counted, never scored
-            await asyncio.to_thread(store.put_eval, key, rec.sample_id, rnd.index,
-                                    Verdict.failed("error", f"stored image unreadable: {describe(exc)}",
-                                                   info={UNREADABLE: True}))
-            continue
-        s = derive_seed(seed, rec.sample_id, rnd.index, "eval")
-        req = JudgeRequest(source=source, edited=edited, instruction=rec.trajectory.instruction, seed=s, mask=mask,
-                           context=context)
-        images = [source.sha256, edited.sha256] + ([mask.sha256] if mask is not None else [])
-        ck = cache_key(tool_identity(judge), "judge", images=images, text=rec.trajectory.instruction, seed=s,
-                       extra={"context": context} if context else None)
-        try:
-            verdict = (await rt.call("judge", judge, lambda r=req: judge.judge(r), key=ck)).value
-        except ToolCallFailed as exc:
-            verdict = Verdict.failed("error", describe(exc), judge=exc.tool)
-        await asyncio.to_thread(store.put_eval, key, rec.sample_id, rnd.index, verdict)
+
+    async def load(sha: str) -> Image:
+        return await asyncio.to_thread(store.get_image, sha)
+
+    await score_rounds(store, rt, judge, key, run_seed=seed, sample_id=rec.sample_id,
+                       instruction=rec.trajectory.instruction, rounds=rec.trajectory.rounds, source=source, mask=mask,
+                       context=rec.inputs.context, load=load, skip=have)

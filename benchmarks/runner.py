@@ -9,7 +9,6 @@ on-disk cache, so it repeats no completed tool call and ends with the same numbe
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -19,21 +18,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from refine_agent import __version__
-from refine_agent.cache import cache_key
 from refine_agent.config import RunConfig, ToolSpec, public_dump
-from refine_agent.errors import ConfigError, InputError, ToolCallFailed, describe
+from refine_agent.errors import ConfigError, InputError, describe
 from refine_agent.images import Image
-from refine_agent.loop import derive_seed
 from refine_agent.protocols import close_tools, tool_identity
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime
 from refine_agent.session import Toolset, build_tools, run_one
 from refine_agent.store import RunStore, SampleInputs, StoreCache
-from refine_agent.types import JudgeRequest, Round, Trajectory, Verdict
+from refine_agent.types import Round, Trajectory
 
 from .concurrency import for_each
 from .datasets import load_dataset
 from .datasets.base import Dataset, Sample, SampleError, placeholder_id
+from .eval_judge import eval_judge_key, score_rounds
 
 RUN_SCHEMA_VERSION = 1
 
@@ -127,7 +125,7 @@ class Bench:
     def run_info(self, dataset: Dataset) -> dict[str, Any]:
         ev = self.eval_tool
         ev_ident = tool_identity(ev) if ev is not None else tool_identity(self.tools.judge)
-        key = hashlib.sha256(json.dumps(ev_ident, sort_keys=True).encode()).hexdigest()[:16]
+        key = eval_judge_key(ev_ident)
         return {
             "schema_version": RUN_SCHEMA_VERSION,
             "refine_agent_version": __version__,
@@ -238,22 +236,13 @@ class Bench:
     async def _evaluate(self, item: Sample, source: Image, mask: Image | None, traj: Trajectory,
                         image_of: Callable[[str], Image]) -> None:
         """Score every round with the evaluation judge: ablations may pick any round as final."""
-        judge, key = self.eval_tool, self.info["eval_judge"]["key"]
-        for rnd in traj.rounds:
-            if rnd.image is None:
-                continue
-            edited = image_of(rnd.image)
-            seed = derive_seed(self.config.seed, item.id, rnd.index, "eval")
-            req = JudgeRequest(source=source, edited=edited, instruction=traj.instruction, seed=seed, mask=mask,
-                               context=item.context)
-            images = [source.sha256, edited.sha256] + ([mask.sha256] if mask is not None else [])
-            ck = cache_key(tool_identity(judge), "judge", images=images, text=traj.instruction, seed=seed,
-                           extra={"context": item.context} if item.context else None)
-            try:
-                verdict = (await self.runtime.call("judge", judge, lambda r=req: judge.judge(r), key=ck)).value
-            except ToolCallFailed as exc:
-                verdict = Verdict.failed("error", describe(exc), judge=exc.tool)
-            await asyncio.to_thread(self.store.put_eval, key, item.id, rnd.index, verdict)
+
+        async def load(sha: str) -> Image:
+            return image_of(sha)
+
+        await score_rounds(self.store, self.runtime, self.eval_tool, self.info["eval_judge"]["key"],
+                           run_seed=self.config.seed, sample_id=item.id, instruction=traj.instruction,
+                           rounds=traj.rounds, source=source, mask=mask, context=item.context, load=load)
 
 
 def _jobs(dataset: Dataset) -> Iterator[tuple[int, Sample | SampleError]]:

@@ -1,5 +1,6 @@
-"""``agentic_refine()``: a controller (e.g. a tool-calling LLM) drives the refinement instead of the fixed
-policy. Round 0 is still the one-shot edit, judged, so the baseline is the same as ``refine()``'s. Then the
+"""``refine_with_controller()`` (formerly ``agentic_refine()``, still an alias): a controller (e.g. a
+tool-calling LLM) drives the refinement instead of the fixed policy. Setup, round 0 (the one-shot edit,
+judged, so the baseline is the same as ``refine()``'s) and the trajectory are ``loop.py``'s. Then the
 controller calls tools, one per turn:
 
 - ``edit(instruction, base)``: a new round, edited from ``source``, ``current``, ``best`` or a round number;
@@ -20,10 +21,10 @@ from typing import Any
 
 from .budget import Budget
 from .cache import cache_key
-from .errors import ConfigError, InputError, RefusedError, ToolCallFailed, UnsupportedInstructionError
-from .images import Image, ImageBank, MemoryImageBank
-from .loop import LoopPolicy, RefineResult, RoundCallback, _Loop
-from .protocols import check_tool, tool_identity
+from .errors import ConfigError, RefusedError, ToolCallFailed, UnsupportedInstructionError
+from .images import Image, ImageBank
+from .loop import LoopPolicy, RefineResult, RoundCallback, _Loop, check_instruction, setup
+from .protocols import tool_identity
 from .runtime import Runtime
 from .types import (
     ControllerDecision,
@@ -32,7 +33,6 @@ from .types import (
     Critique,
     Round,
     StopReason,
-    Trajectory,
     best_round_index,
 )
 
@@ -44,7 +44,9 @@ def default_turn_limit(budget: Budget) -> int:
     return 3 * (budget.max_rounds + 1) + 4
 
 
-class _AgentLoop(_Loop):
+class _ControllerLoop(_Loop):
+    """The controller-driven loop: setup, round 0 and the trajectory are the fixed-policy loop's."""
+
     def __init__(self, controller: Any, **kw: Any) -> None:
         super().__init__(critic=None, policy=LoopPolicy(), **kw)
         self.controller = controller
@@ -204,18 +206,10 @@ class _AgentLoop(_Loop):
                 return StopReason.controller_failed
 
     async def run_all(self, edited: Image | None) -> StopReason:
-        r0 = Round(index=0, instruction=self.instruction, base="given" if edited is not None else "source")
-        self.rounds.append(r0)
-        if edited is None:
-            r0.editor = self.editor.name
-            await self.edit(r0, self.editor, self.source)
-            if r0.image is None:
-                await self.finish_round(r0)
-                return StopReason.editor_failed
-        else:
-            r0.image = self.bank.put(edited)
-        await self.judge_round(r0)
-        await self.finish_round(r0)
+        stop = await self.round_zero(edited)
+        if stop is not None:
+            return stop
+        r0 = self.rounds[0]
         if r0.verdict is None or not r0.verdict.ok:
             return StopReason.judge_unsupported if r0.verdict and r0.verdict.status == "unsupported" \
                 else StopReason.judge_failed
@@ -227,39 +221,35 @@ class _AgentLoop(_Loop):
         return stop
 
 
-async def agentic_refine(
+async def refine_with_controller(
     source: Image, instruction: str, *, controller: Any, judge: Any, editor: Any | None = None,
     refine_editor: Any | None = None, edited: Image | None = None, budget: Budget | None = None, seed: int = 0,
     sample_id: str = "sample", runtime: Runtime | None = None, bank: ImageBank | None = None,
     context: dict[str, Any] | None = None, mask: Image | None = None, on_round: RoundCallback | None = None,
 ) -> RefineResult:
     """Refine one edit with a controller choosing every step. See the module docstring."""
-    instruction = (instruction or "").strip()
-    if not instruction:
-        raise InputError("the instruction is empty; say what to change, e.g. \"make the red circle blue\"")
+    instruction = check_instruction(instruction)
     budget = budget or Budget()
     refine_editor = refine_editor or editor
     if edited is None and editor is None:
         raise ConfigError("agentic_refine() needs an editor, or an already edited image as round 0")
     if refine_editor is None:
         raise ConfigError("agentic_refine() needs an editor for the controller's edits")
-    for kind, tool in (("editor", editor), ("editor", refine_editor), ("judge", judge), ("controller", controller)):
-        if tool is not None:
-            check_tool(kind, tool)  # type: ignore[arg-type]
-    runtime = runtime or Runtime()
-    bank = bank if bank is not None else MemoryImageBank()
-    bank.put(source)
-    loop = _AgentLoop(controller, source=source, instruction=instruction, editor=editor, refine_editor=refine_editor,
-                      judge=judge, budget=budget, seed=seed, sample_id=sample_id, runtime=runtime, bank=bank,
-                      context=dict(context or {}), on_round=on_round, mask=mask)
+    runtime, bank = setup(source, runtime, bank, (("editor", editor), ("editor", refine_editor), ("judge", judge),
+                                                  ("controller", controller)))
+    loop = _ControllerLoop(controller, source=source, instruction=instruction, editor=editor,
+                           refine_editor=refine_editor, judge=judge, budget=budget, seed=seed, sample_id=sample_id,
+                           runtime=runtime, bank=bank, context=dict(context or {}), on_round=on_round, mask=mask)
     start = time.perf_counter()
     stop = await loop.run_all(edited)
     best = loop.chosen if loop.chosen is not None and loop.rounds[loop.chosen].scored else best_round_index(loop.rounds)
     tools = {"editor": tool_identity(editor) if editor is not None else None,
              "refine_editor": tool_identity(refine_editor), "judge": tool_identity(judge),
              "controller": tool_identity(controller)}
-    trajectory = Trajectory(sample_id=sample_id, instruction=instruction, source=source.sha256, seed=seed,
-                            rounds=loop.rounds, best_round=best, stop_reason=stop, usage=loop.tracker.usage,
-                            seconds=time.perf_counter() - start, tools=tools, controller=controller.name,
-                            controller_log=loop.transcript)
-    return RefineResult(trajectory=trajectory, bank=bank, failure=loop.failure)
+    return loop.result(stop, start, tools, best_round=best, controller=controller.name,
+                       controller_log=loop.transcript)
+
+
+agentic_refine = refine_with_controller  # the name it had first; the CLI's session and older code use it
+
+__all__ = ["refine_with_controller", "agentic_refine", "default_turn_limit", "MAX_INVALID_TURNS"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .types import JudgeRequest
 
 
 class Cache(Protocol):
@@ -65,6 +68,23 @@ def cache_key(identity: dict[str, Any], op: str, *, images: list[str], text: str
     }
     blob = json.dumps(canonical(payload), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def judge_request_key(identity: dict[str, Any], req: JudgeRequest) -> str:
+    """The one cache key of a judgment, used by the loop, the bench's evaluation judge and rejudge alike.
+
+    It depends on the judge's identity, the judged images (source, edited and the judging mask, if any), the
+    original instruction, the seed and the context (only when there is one), so a resumed run or a rejudge
+    finds the judgments already made.
+    """
+    images = [req.source.sha256, req.edited.sha256] + ([req.mask.sha256] if req.mask is not None else [])
+    return cache_key(identity, "judge", images=images, text=req.instruction, seed=req.seed,
+                     extra={"context": req.context} if req.context else None)
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    """A short hash of a tool's identity: the key of an evaluation judge's verdicts in a run's store."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _copy(value: Any) -> Any:

@@ -106,29 +106,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def validate_config(data: dict[str, Any], where: str = "config") -> RunConfig:
     """Validate a merged settings dict into a RunConfig, with one-line errors naming the field."""
     try:
         return RunConfig.model_validate(_normalise_tools(data))
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, where)) from None
-
-
-def build_config(file: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """The run config: defaults, then the file, then ``overrides`` (flags and env vars, already merged)."""
-    data = read_config_file(file) if file else {}
-    data = deep_merge(_normalise_tools(data), _normalise_tools(overrides or {}))
-    return validate_config(data, f"config {file}" if file else "config")
 
 
 def _normalise_tools(data: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from .atomic import write_atomic
 from .errors import InputError
 
 # Pillow's own warning threshold (about 89 megapixels); users raise it with --max-pixels.
@@ -102,16 +103,10 @@ class Image:
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a PNG atomically (temp file + rename), so a killed process never leaves half a file."""
+        """Write a PNG atomically and durably (``write_atomic``), so a killed process never leaves half a file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(self.png_bytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, self.png_bytes())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Image) and other.sha256 == self.sha256

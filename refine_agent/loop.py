@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .budget import Budget, BudgetTracker
-from .cache import cache_key
+from .cache import cache_key, judge_request_key
 from .errors import ConfigError, InputError, ToolCallFailed
 from .images import Image, ImageBank, MemoryImageBank
 from .protocols import check_tool, tool_identity
@@ -138,8 +138,7 @@ class _Loop:
         seed = self._seed(rnd.index, "judge")
         req = JudgeRequest(source=self.source, edited=edited, instruction=self.instruction, seed=seed,
                            mask=self.mask, context=self.context)
-        key = cache_key(tool_identity(self.judge), "judge", images=self._judged(edited), text=self.instruction,
-                        seed=seed, extra={"context": self.context} if self.context else None)
+        key = judge_request_key(tool_identity(self.judge), req)
         try:
             verdict: Verdict = await self._call("judge", self.judge, lambda: self.judge.judge(req), key, rnd,
                                                 "judge")
@@ -213,7 +212,9 @@ class _Loop:
     def needs_per_round(self) -> dict[str, int]:
         return {"critic": 1, "editor": 1, "judge": 1}
 
-    async def run(self, edited: Image | None) -> StopReason:
+    async def round_zero(self, edited: Image | None) -> StopReason | None:
+        """Round 0, the same in every loop: ``editor``'s one-shot edit of the source (or ``edited``), judged.
+        Returns why the run stops already, or None."""
         r0 = Round(index=0, instruction=self.instruction, base="given" if edited is not None else "source")
         self.rounds.append(r0)
         if edited is None:
@@ -226,7 +227,31 @@ class _Loop:
             r0.image = self.bank.put(edited)
         await self.judge_round(r0)
         await self.finish_round(r0)
+        return None
 
+    def result(self, stop: StopReason, start: float, tools: dict[str, Any], best_round: int | None = None,
+               **extra: Any) -> RefineResult:
+        """The trajectory of the run so far, assembled the same way by every loop. ``best_round`` defaults to
+        the best round by the loop judge."""
+        trajectory = Trajectory(
+            sample_id=self.sample_id,
+            instruction=self.instruction,
+            source=self.source.sha256,
+            seed=self.seed,
+            rounds=self.rounds,
+            best_round=best_round_index(self.rounds) if best_round is None else best_round,
+            stop_reason=stop,
+            usage=self.tracker.usage,
+            seconds=time.perf_counter() - start,
+            tools=tools,
+            **extra,
+        )
+        return RefineResult(trajectory=trajectory, bank=self.bank, failure=self.failure)
+
+    async def run(self, edited: Image | None) -> StopReason:
+        stop = await self.round_zero(edited)
+        if stop is not None:
+            return stop
         while True:
             stop = self.policy_stop()
             if stop is not None:
@@ -284,9 +309,7 @@ async def refine(
     RefEdit-Bench) go to the judge and the critic, never to the editor. ``on_round`` is called each time a
     round's record changes: when it is judged, and again when its critique arrives.
     """
-    instruction = (instruction or "").strip()
-    if not instruction:
-        raise InputError("the instruction is empty; say what to change, e.g. \"make the red circle blue\"")
+    instruction = check_instruction(instruction)
     budget = budget or Budget()
     policy = policy or LoopPolicy()
     refine_editor = refine_editor or editor
@@ -294,35 +317,38 @@ async def refine(
         raise ConfigError("refine() needs an editor, or an already edited image as round 0")
     if refine_editor is None and budget.max_rounds > 0:
         raise ConfigError("refine() needs an editor for re-edits (editor= or refine_editor=), or max_rounds=0")
-    for kind, tool in (("editor", editor), ("editor", refine_editor), ("judge", judge), ("critic", critic)):
-        if tool is not None:
-            check_tool(kind, tool)  # type: ignore[arg-type]
-    runtime = runtime or Runtime()
-    bank = bank if bank is not None else MemoryImageBank()
-    bank.put(source)
-
+    runtime, bank = setup(source, runtime, bank, (("editor", editor), ("editor", refine_editor), ("judge", judge),
+                                                  ("critic", critic)))
     loop = _Loop(source=source, instruction=instruction, editor=editor, refine_editor=refine_editor, judge=judge,
                  critic=critic, budget=budget, policy=policy, seed=seed, sample_id=sample_id, runtime=runtime,
                  bank=bank, context=dict(context or {}), on_round=on_round, mask=mask)
     start = time.perf_counter()
     stop = await loop.run(edited)
-    usage = loop.tracker.usage
     tools = {"editor": tool_identity(editor) if editor is not None else None,
              "refine_editor": tool_identity(refine_editor) if refine_editor is not None else None,
              "judge": tool_identity(judge), "critic": tool_identity(critic)}
-    trajectory = Trajectory(
-        sample_id=sample_id,
-        instruction=instruction,
-        source=source.sha256,
-        seed=seed,
-        rounds=loop.rounds,
-        best_round=best_round_index(loop.rounds),
-        stop_reason=stop,
-        usage=usage,
-        seconds=time.perf_counter() - start,
-        tools=tools,
-    )
-    return RefineResult(trajectory=trajectory, bank=bank, failure=loop.failure)
+    return loop.result(stop, start, tools)
+
+
+def check_instruction(instruction: str | None) -> str:
+    """The instruction, stripped; an empty one is an InputError. Shared by every loop."""
+    instruction = (instruction or "").strip()
+    if not instruction:
+        raise InputError("the instruction is empty; say what to change, e.g. \"make the red circle blue\"")
+    return instruction
+
+
+def setup(source: Image, runtime: Runtime | None, bank: ImageBank | None,
+          tools: tuple[tuple[str, Any], ...]) -> tuple[Runtime, ImageBank]:
+    """What every loop does before round 0: check the tools given (``(kind, tool)``, None skipped), and make
+    the runtime and image bank unless given, with the source in the bank."""
+    for kind, tool in tools:
+        if tool is not None:
+            check_tool(kind, tool)  # type: ignore[arg-type]
+    runtime = runtime or Runtime()
+    bank = bank if bank is not None else MemoryImageBank()
+    bank.put(source)
+    return runtime, bank
 
 
 __all__ = ["LoopPolicy", "RefineResult", "refine", "derive_seed", "best_round_index"]

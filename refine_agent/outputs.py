@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .atomic import write_atomic
 from .errors import InputError
 from .images import Image
 from .loop import RefineResult
@@ -35,17 +36,8 @@ class OutputConflict(InputError):
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically and durably: temp file, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write JSON atomically and durably (``write_atomic``: temp file, fsync, rename, fsync the folder)."""
+    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def out_path(path: str | os.PathLike[str]) -> Path:

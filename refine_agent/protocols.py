@@ -1,12 +1,16 @@
-"""The three tool protocols, one async method each, and ``ToolBase`` for tools with typed options.
+"""The tool protocols, one async method each; the optional hooks, declared once (``ToolHooks``); and
+``ToolBase`` for tools with typed options.
 
-A tool needs only a ``name`` and its method. ``capacity`` (calls it can serve at once, default 1),
-``identity()`` (what goes into cache keys and run records) and ``is_transient(exc)`` (retry
-classification) are optional hooks the runtime reads when present.
+A tool needs only a ``name`` and its method. Every other hook is optional, read when present, and declared in
+``ToolHooks`` below with the one function here that reads it: ``capacity`` (``tool_capacity``),
+``identity()`` (``tool_identity``), ``limiter_key()`` (``tool_limiter_key``), ``is_transient(exc)``
+(``runtime.is_transient``), ``load()`` (``load_tools``), ``aclose()`` (``close_tools``) and ``from_spec()``
+(``registry.create_tool``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -55,6 +59,46 @@ class Controller(Protocol):
     async def decide(self, req: ControllerRequest) -> ControllerDecision: ...
 
 
+class ToolHooks(Protocol):
+    """The optional hooks a tool may have, besides ``name`` and its protocol method. None is required; each
+    is read, when present, by the function named in its docstring. This class documents them (and types
+    them for a checker); tools need not inherit from it."""
+
+    capacity: int
+    """Calls the tool serves at once (a GPU editor: 1 or its batch size; an API: its connections). Default 1.
+    Read by ``tool_capacity``; sizes the tool's limiter in the runtime."""
+
+    def identity(self) -> dict[str, Any]:
+        """The tool's stable id and the params that change its outputs: part of every cache key and run record.
+        Read by ``tool_identity``; default ``{"name": name, "params": {}}``."""
+        ...
+
+    def limiter_key(self) -> Hashable | None:
+        """Tools returning the same (non-None) key share one limiter, and so one capacity, in a runtime: e.g.
+        a judge, a critic and an evaluation judge on the same loaded model (see ``pool.py``). Read by
+        ``tool_limiter_key``; default None: a limiter of its own."""
+        ...
+
+    def is_transient(self, exc: BaseException) -> bool | None:
+        """Whether a failure may succeed on retry; None leaves it to the default classification. Read by
+        ``runtime.is_transient``."""
+        ...
+
+    async def load(self) -> None:
+        """Load weights or warm up before the first call (idempotent). Read by ``load_tools``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, worker threads or pooled models at the end of a run. Read by ``close_tools``."""
+        ...
+
+    @classmethod
+    def from_spec(cls, model: str | None, options: dict[str, Any]) -> Any:
+        """Build the tool from a ``provider:model`` spec's model part and its options. Read by
+        ``registry.create_tool``; without it the factory is called with the options."""
+        ...
+
+
 METHOD_OF_KIND: dict[str, str] = {"editor": "edit", "judge": "judge", "critic": "critique", "controller": "decide"}
 
 
@@ -72,14 +116,29 @@ def tool_identity(tool: object) -> dict[str, Any]:
     return {"name": getattr(tool, "name", type(tool).__name__), "params": {}}
 
 
+def tool_limiter_key(tool: object) -> Hashable | None:
+    """The key of the limiter the tool shares with others (``ToolHooks.limiter_key``), or None for its own."""
+    hook = getattr(tool, "limiter_key", None)
+    return hook() if callable(hook) else None
+
+
+async def load_tools(*tools: object) -> None:
+    """Let tools that load a model or warm up (``ToolHooks.load``) do it now, once each, in the order given."""
+    await _each_once("load", tools)
+
+
 async def close_tools(*tools: object) -> None:
     """Let tools that hold connections (API clients) close them before the event loop ends."""
+    await _each_once("aclose", tools)
+
+
+async def _each_once(hook: str, tools: tuple[object, ...]) -> None:
     seen: set[int] = set()
     for tool in tools:
-        close = getattr(tool, "aclose", None)
-        if tool is not None and id(tool) not in seen and callable(close):
+        method = getattr(tool, hook, None)
+        if tool is not None and id(tool) not in seen and callable(method):
             seen.add(id(tool))
-            await close()
+            await method()
 
 
 def check_tool(kind: ToolKind, tool: object) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 from .budget import BudgetTracker
 from .cache import Cache, MemoryCache
 from .errors import PermanentToolError, ToolCallFailed, ToolError, TransientToolError, describe
-from .protocols import tool_capacity
+from .protocols import tool_capacity, tool_limiter_key
 from .types import CallRecord, ControllerDecision, Critique, EditResult, ToolKind, Usage, Verdict
 
 T = TypeVar("T")
@@ -96,7 +96,8 @@ class RuntimeStats:
     cost_usd: float = 0.0
 
 
-_Limit = tuple[object, asyncio.Semaphore]  # the tool (kept alive, so its id stays unique) and its semaphore
+# the tool (kept alive, so its id stays unique; None for a limiter shared by key) and its semaphore
+_Limit = tuple[object, asyncio.Semaphore]
 
 
 @dataclass
@@ -136,7 +137,7 @@ class Runtime:
         self.cache: Cache | None = cache if cache is not None else (MemoryCache() if self.config.cache else None)
         self.stats = RuntimeStats()
         # Semaphores belong to an event loop, so limiters are kept per loop (a Runtime may serve several).
-        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Limit]] = (
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Limit]] = (
             weakref.WeakKeyDictionary())
         self._listeners: list[Callable[[RuntimeEvent], None]] = []
         self._sleep = sleep or asyncio.sleep
@@ -152,8 +153,21 @@ class Runtime:
 
     # -- limiter ----------------------------------------------------------------------------------------
     def limiter(self, tool: object) -> asyncio.Semaphore:
-        """One semaphore per tool instance (and event loop), sized by the tool's capacity."""
+        """One semaphore per tool instance (and event loop), sized by the tool's capacity.
+
+        Tools whose ``limiter_key()`` returns the same key share one semaphore, and so one capacity: e.g. a
+        judge and a critic on one loaded model. It is sized by the capacity of the first of them to call;
+        such tools report the capacity of what they share.
+        """
         per_loop = self._limiters.setdefault(asyncio.get_running_loop(), {})
+        shared = tool_limiter_key(tool)
+        if shared is not None:
+            key: Hashable = ("limiter_key", shared)
+            entry = per_loop.get(key)
+            if entry is None:
+                entry = (None, asyncio.Semaphore(tool_capacity(tool)))
+                per_loop[key] = entry
+            return entry[1]
         entry = per_loop.get(id(tool))
         if entry is None or entry[0] is not tool:
             entry = (tool, asyncio.Semaphore(tool_capacity(tool)))

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .atomic import write_atomic
 from .errors import InputError, describe, validation_message
 from .images import Image, decode_image, max_image_bytes, read_image_file
 from .store_access import (
@@ -81,27 +82,6 @@ class SampleRecord(BaseModel):
     trajectory: Trajectory | None = None
     extra: dict[str, Any] = {}
     inputs: SampleInputs | None = None
-
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    """Write a file so that it survives a crash or power loss: temp file, fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # some filesystems do not open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class RunStore:
@@ -261,7 +241,7 @@ class RunStore:
         return self.dir / "run.json"
 
     def write_run_info(self, info: dict[str, Any]) -> None:
-        _fsync_write(self.run_json, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode())
+        write_atomic(self.run_json, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode())
 
     def read_run_info(self) -> dict[str, Any] | None:
         """run.json, or None when there is none yet; a damaged one is a ``StoreError`` naming it."""
@@ -306,7 +286,7 @@ class RunStore:
         path = self.image_path(image.sha256)
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
-            _fsync_write(path, image.png_bytes())
+            write_atomic(path, image.png_bytes())
         return image.sha256
 
     def get_image(self, sha: str) -> Image:

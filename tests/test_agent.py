@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from refine_agent import Budget, CallLimits, Runtime, RuntimeConfig
-from refine_agent.agent import agentic_refine
+from refine_agent.agent import refine_with_controller
 from refine_agent.errors import PermanentToolError, RefusedError
 from refine_agent.runtime import RetryPolicy
 from refine_agent.testing import FunctionEditor, FunctionJudge, ScriptedController
@@ -29,8 +29,8 @@ def editor() -> FunctionEditor:
 
 async def run(steps, **kw):  # type: ignore[no-untyped-def]
     ctrl = ScriptedController(steps)
-    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=editor(), judge=brightness_judge(),
-                               runtime=Runtime(FAST), **kw)
+    res = await refine_with_controller(SOURCE, "make it bright", controller=ctrl, editor=editor(),
+                                       judge=brightness_judge(), runtime=Runtime(FAST), **kw)
     return res, ctrl
 
 
@@ -80,8 +80,8 @@ async def test_running_out_of_turns_keeps_the_best_round() -> None:
 
 async def test_refining_a_given_edit() -> None:
     ctrl = ScriptedController([("finish", {"image": "0", "reason": "already fine"})])
-    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=editor(), edited=solid(220),
-                               judge=brightness_judge(), runtime=Runtime(FAST))
+    res = await refine_with_controller(SOURCE, "make it bright", controller=ctrl, editor=editor(), edited=solid(220),
+                                       judge=brightness_judge(), runtime=Runtime(FAST))
     t = res.trajectory
     assert t.rounds[0].base == "given" and t.best_round == 0 and t.usage.calls["editor"] == 0
 
@@ -111,8 +111,8 @@ async def test_a_failed_edit_is_shown_to_the_controller_which_goes_on() -> None:
     ctrl = ScriptedController([("edit", {"instruction": "forbidden words", "base": "current"}),
                                ("edit", {"instruction": "brighter", "base": "current"}),
                                ("finish", {"image": "current", "reason": "rephrased"})])
-    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=FunctionEditor(flaky),
-                               judge=brightness_judge(), runtime=Runtime(FAST))
+    res = await refine_with_controller(SOURCE, "make it bright", controller=ctrl, editor=FunctionEditor(flaky),
+                                       judge=brightness_judge(), runtime=Runtime(FAST))
     t = res.trajectory
     assert "the edit failed" in t.controller_log[0].result and "refused this instruction" in t.controller_log[0].result
     assert t.rounds[1].image is None and t.rounds[1].error and t.rounds[2].image == solid(120).sha256
@@ -127,8 +127,8 @@ async def test_an_edit_that_fails_for_good_ends_the_run() -> None:
 
     ctrl = ScriptedController([("edit", {"instruction": "brighter", "base": "current"}),
                                ("edit", {"instruction": "brighter still", "base": "current"})])
-    res = await agentic_refine(SOURCE, "make it bright", controller=ctrl, editor=FunctionEditor(broken),
-                               judge=brightness_judge(), runtime=Runtime(FAST))
+    res = await refine_with_controller(SOURCE, "make it bright", controller=ctrl, editor=FunctionEditor(broken),
+                                       judge=brightness_judge(), runtime=Runtime(FAST))
     t = res.trajectory
     assert t.stop_reason is StopReason.editor_failed and len(t.rounds) == 2 and t.best_round == 0
     assert res.failure is not None and "401" in str(res.failure) and len(t.controller_log) == 1

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from refine_agent.cli_options import config_from_flags
-from refine_agent.config import RunConfig, build_config, parse_key_values, read_config_file
+from refine_agent.cli.options import config_from_flags
+from refine_agent.config import RunConfig, parse_key_values, read_config_file
 from refine_agent.errors import ConfigError
 
 
@@ -16,11 +16,11 @@ def test_yaml_toml_and_json_files(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("editor: {spec: sim, options: {skill: 0.9}}\nbudget: {max_rounds: 5}\n")
     (tmp_path / "a.toml").write_text('judge = "verify"\nseed = 7\n[critic]\nspec = "repeat"\n')
     (tmp_path / "a.json").write_text('{"policy": {"patience": 2}}')
-    assert build_config(tmp_path / "a.yaml").editor.options == {"skill": 0.9}
-    assert build_config(tmp_path / "a.yaml").budget.max_rounds == 5
-    c = build_config(tmp_path / "a.toml")
+    assert config_from_flags(config=tmp_path / "a.yaml").editor.options == {"skill": 0.9}
+    assert config_from_flags(config=tmp_path / "a.yaml").budget.max_rounds == 5
+    c = config_from_flags(config=tmp_path / "a.toml")
     assert c.seed == 7 and c.critic.spec == "repeat"
-    assert build_config(tmp_path / "a.json").policy.patience == 2
+    assert config_from_flags(config=tmp_path / "a.json").policy.patience == 2
 
 
 @pytest.mark.parametrize("name,text,match", [
@@ -36,7 +36,7 @@ def test_malformed_files_give_one_line(tmp_path: Path, name: str, text: str, mat
     p = tmp_path / name
     p.write_text(text)
     with pytest.raises(ConfigError, match=match) as info:
-        build_config(p)
+        config_from_flags(config=p)
     assert "\n" not in str(info.value)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from refine_agent.benchmarks.datasets import DATASET_KINDS, Dataset, DatasetError, Sample, SampleError, load_dataset
-from refine_agent.benchmarks.datasets.refedit import apply_mask, dilate_mask, parse_polygons, render_polygons
+from refine_agent.benchmarks.datasets.refedit import parse_polygons, render_polygons
 from refine_agent.benchmarks.datasets.rows import RowError
 
 from refine_agent.errors import MissingExtraError
@@ -278,6 +278,15 @@ def test_polygon_formats_dilation_and_masking() -> None:
         parse_polygons({"counts": "rle"})
     mask = render_polygons(flat[:1], (20, 10))
     assert mask.array[4, 11, 0] == 0
+    # The dataset's own mask helpers duplicated the judge's masking and are gone: the same checks, through it
+    # (a white image masked by the grown polygon is the grown polygon).
+    from refine_agent.tools.judges.masking import masked as apply_mask
+
+    white = Image(np.full((10, 20, 3), 255, dtype=np.uint8))
+
+    def dilate_mask(mask: Image, pixels: int) -> Image:
+        return apply_mask(white, mask, pixels)
+
     assert dilate_mask(mask, 2).array[4, 11, 0] == 255 and dilate_mask(mask, 1).array[4, 11, 0] == 0
     assert dilate_mask(mask, 0) == mask
     photo = Image(np.full((10, 20, 3), 200, dtype=np.uint8))

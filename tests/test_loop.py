@@ -247,3 +247,24 @@ async def test_concurrent_refines_overlap() -> None:
     serial = sum(r.trajectory.usage.total_calls for r in results) * 0.05
     assert serial == pytest.approx(5.0)
     assert wall < serial / 5
+
+
+def test_judge_request_key_is_pinned() -> None:
+    """Resume and rejudge find earlier judgments only if the key never changes: these values were computed
+    before the loop, the bench and rejudge shared one function, from the three copies it replaced."""
+    import numpy as np
+
+    from refine_agent.cache import identity_hash, judge_request_key
+    from refine_agent.images import Image
+
+    def img(v: int) -> Image:
+        return Image(np.full((4, 4, 3), v, np.uint8))
+
+    s, e, m = img(10), img(200), img(255)
+    ident = {"name": "sim-judge", "params": {"strict": True, "w": 0.5}}
+    full = JudgeRequest(source=s, edited=e, instruction="make it blue", seed=12345, mask=m,
+                        context={"rationale": "why", "n": [1, 2]})
+    assert judge_request_key(ident, full) == "b4581da0ffecf98093777cc4dc917c77cf25d0f57eb69d7eeb3cfcbfc7ffc39b"
+    bare = JudgeRequest(source=s, edited=e, instruction="make it blue", seed=7)
+    assert judge_request_key(ident, bare) == "f389dd35773fd36c672c787d2fd81d0359e53f77ae139ccd4c70b223df8eb04d"
+    assert identity_hash(ident) == "d61b17e0e4da89f7"

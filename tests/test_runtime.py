@@ -131,6 +131,36 @@ async def test_limiter_caps_concurrency_per_tool_instance() -> None:
     assert a.peak == 2 and b.peak == 5
 
 
+async def test_tools_with_one_limiter_key_share_one_limiter_and_capacity() -> None:
+    """A judge and a critic on one loaded model: together they never exceed the model's capacity."""
+    active = {"now": 0, "peak": 0}
+
+    class OnModel:
+        def __init__(self, name: str, key: str | None, capacity: int = 2) -> None:
+            self.name, self.key, self.capacity = name, key, capacity
+
+        def limiter_key(self) -> str | None:
+            return self.key
+
+        async def edit(self) -> EditResult:
+            active["now"] += 1
+            active["peak"] = max(active["peak"], active["now"])
+            await asyncio.sleep(0.01)
+            active["now"] -= 1
+            return EditResult(image=solid(3))
+
+    rt = Runtime(FAST)
+    a, b = OnModel("judge", "model-x"), OnModel("critic", "model-x")
+    assert rt.limiter(a) is rt.limiter(b)
+    await asyncio.gather(*[rt.call("editor", t, t.edit) for t in (a, b) for _ in range(8)])
+    assert active["peak"] == 2
+    active["peak"] = 0
+    c, d = OnModel("judge", None), OnModel("critic", None)  # no key: a limiter each, as before
+    assert rt.limiter(c) is not rt.limiter(d)
+    await asyncio.gather(*[rt.call("editor", t, t.edit) for t in (c, d) for _ in range(8)])
+    assert active["peak"] == 4
+
+
 async def test_cache_serves_identical_calls_and_counts_them() -> None:
     tool = Flaky()
     rt = Runtime(FAST)
@@ -267,3 +297,32 @@ async def test_a_wrong_typed_result_is_a_permanent_failure_that_keeps_its_bill()
     with pytest.raises(ToolCallFailed, match="returned a str, not a EditResult"):
         await Runtime(FAST).call("editor", tool, tool.edit, tracker=tracker)
     assert tool.calls == 1 and tracker.usage.cost_usd == 0.5
+
+
+async def test_optional_hooks_are_read_from_one_place() -> None:
+    from refine_agent.protocols import close_tools, load_tools, tool_capacity, tool_identity, tool_limiter_key
+
+    events: list[str] = []
+
+    class Hooked:
+        name = "hooked"
+        capacity = 3
+
+        async def load(self) -> None:
+            events.append("load")
+
+        async def aclose(self) -> None:
+            events.append("close")
+
+        def limiter_key(self) -> str:
+            return "model-x"
+
+    class Bare:
+        name = "bare"
+
+    h, b = Hooked(), Bare()
+    await load_tools(h, b, h, None)
+    await close_tools(h, b, None)
+    assert events == ["load", "close"]
+    assert (tool_capacity(h), tool_limiter_key(h), tool_capacity(b), tool_limiter_key(b)) == (3, "model-x", 1, None)
+    assert tool_identity(b) == {"name": "bare", "params": {}}

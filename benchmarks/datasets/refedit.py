@@ -23,8 +23,8 @@ dataset's folder into an error; without it such paths are read, and reports embe
 
 Protocol (for judges): SC is judged on the source and the edited image both masked (black outside) by the
 target polygon dilated by 7 px (a 15x15 square, as the official cv2.dilate) with ``masked_instruction``;
-PQ on the full edited image. ``Sample.mask`` renders the undilated polygon; see ``dilate_mask`` and
-``apply_mask``.
+PQ on the full edited image. ``Sample.mask`` renders the undilated polygon; the VLM judge grows and applies
+it (``refine_agent.tools.judges.masking.masked``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
-from scipy import ndimage
 
 from refine_agent.errors import InputError
 from refine_agent.images import DEFAULT_MAX_PIXELS, Image
@@ -210,21 +209,3 @@ class PolygonMaskRef(ImageRef):
             raise InputError(f"{self.name}: the polygon lies entirely outside the {size[0]}x{size[1]} image")
         return mask
 
-
-def dilate_mask(mask: Image, pixels: int) -> Image:
-    """Grow the white region by ``pixels`` in every direction (a square of side 2*pixels+1, like cv2.dilate)."""
-    if pixels < 0:
-        raise ValueError(f"pixels must be >= 0, got {pixels}")
-    binary = (mask.array.max(axis=2) > 127).astype(np.uint8)
-    if pixels:
-        binary = ndimage.maximum_filter(binary, size=2 * pixels + 1, mode="constant", cval=0)
-    return Image(np.repeat((binary * 255).astype(np.uint8)[:, :, None], 3, axis=2))
-
-
-def apply_mask(image: Image, mask: Image) -> Image:
-    """``image`` with everything outside the mask black; the mask is resized (nearest) to the image if needed."""
-    m = mask.array.max(axis=2) > 127
-    if mask.size != image.size:
-        resized = PILImage.fromarray(m.astype(np.uint8) * 255, "L").resize(image.size, PILImage.Resampling.NEAREST)
-        m = np.asarray(resized) > 127
-    return Image(np.where(m[:, :, None], image.array, 0).astype(np.uint8))
