@@ -24,9 +24,10 @@ from .cache import cache_key
 from .errors import ConfigError, RefusedError, ToolCallFailed, UnsupportedInstructionError
 from .images import Image, ImageBank
 from .loop import LoopPolicy, RefineResult, RoundCallback, _Loop, check_instruction, setup
-from .protocols import tool_identity
+from .protocols import Controller, Editor, Judge, tool_identity
 from .runtime import Runtime
 from .types import (
+    Base,
     ControllerDecision,
     ControllerEvent,
     ControllerRequest,
@@ -47,7 +48,7 @@ def default_turn_limit(budget: Budget) -> int:
 class _ControllerLoop(_Loop):
     """The controller-driven loop: setup, round 0 and the trajectory are the fixed-policy loop's."""
 
-    def __init__(self, controller: Any, **kw: Any) -> None:
+    def __init__(self, controller: Controller, **kw: Any) -> None:
         super().__init__(critic=None, policy=LoopPolicy(), **kw)
         self.controller = controller
         self.transcript: list[ControllerEvent] = []
@@ -135,6 +136,7 @@ class _ControllerLoop(_Loop):
             if refused:
                 return f"refused: {refused}; call finish", [], True
             base_ref = args.get("base", "current")
+            base: Base
             if base_ref == "source":
                 base_image, base_round, base = self.source, None, "source"
             else:
@@ -144,12 +146,14 @@ class _ControllerLoop(_Loop):
                 base_image, base_round = self.bank.get(self.rounds[k].image or ""), k
                 base = "best" if base_ref == "best" else "current"
             self.rounds[-1].critique = Critique(satisfied=False, analysis=d.thought, instruction=instruction,
-                                                base=base)  # type: ignore[arg-type]
-            rnd = Round(index=len(self.rounds), instruction=instruction, base=base, base_round=base_round,  # type: ignore[arg-type]
-                        editor=self.refine_editor.name)
+                                                base=base)
+            refine_editor = self.refine_editor
+            assert refine_editor is not None  # refine_with_controller() checks
+            rnd = Round(index=len(self.rounds), instruction=instruction, base=base, base_round=base_round,
+                        editor=refine_editor.name)
             self.rounds.append(rnd)
             earlier = self.failure
-            await self.edit(rnd, self.refine_editor, base_image)
+            await self.edit(rnd, refine_editor, base_image)
             await self.finish_round(rnd)
             if rnd.image is None:
                 cause = self.failure.cause if self.failure is not None else None
@@ -222,8 +226,8 @@ class _ControllerLoop(_Loop):
 
 
 async def refine_with_controller(
-    source: Image, instruction: str, *, controller: Any, judge: Any, editor: Any | None = None,
-    refine_editor: Any | None = None, edited: Image | None = None, budget: Budget | None = None, seed: int = 0,
+    source: Image, instruction: str, *, controller: Controller, judge: Judge, editor: Editor | None = None,
+    refine_editor: Editor | None = None, edited: Image | None = None, budget: Budget | None = None, seed: int = 0,
     sample_id: str = "sample", runtime: Runtime | None = None, bank: ImageBank | None = None,
     context: dict[str, Any] | None = None, mask: Image | None = None, on_round: RoundCallback | None = None,
 ) -> RefineResult:

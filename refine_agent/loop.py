@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,7 @@ from .budget import Budget, BudgetTracker
 from .cache import cache_key, judge_request_key
 from .errors import ConfigError, InputError, ToolCallFailed
 from .images import Image, ImageBank, MemoryImageBank
-from .protocols import check_tool, tool_identity
+from .protocols import Critic, Editor, Judge, Tool, check_tool, tool_identity
 from .runtime import Runtime
 from .types import (
     Base,
@@ -29,6 +29,7 @@ from .types import (
     JudgeRequest,
     Round,
     StopReason,
+    ToolKind,
     Trajectory,
     Verdict,
     best_round_index,
@@ -71,14 +72,15 @@ class RefineResult:
 
 
 RoundCallback = Callable[[Round], Awaitable[None] | None]
+T = TypeVar("T")
 
 
 class _Loop:
     """The state of one refine() call. Kept private: the public surface is the function below."""
 
-    def __init__(self, *, source: Image, instruction: str, editor: Any, refine_editor: Any, judge: Any,
-                 critic: Any, budget: Budget, policy: LoopPolicy, seed: int, sample_id: str, runtime: Runtime,
-                 bank: ImageBank, context: dict[str, Any], on_round: RoundCallback | None,
+    def __init__(self, *, source: Image, instruction: str, editor: Editor | None, refine_editor: Editor | None,
+                 judge: Judge, critic: Critic | None, budget: Budget, policy: LoopPolicy, seed: int, sample_id: str,
+                 runtime: Runtime, bank: ImageBank, context: dict[str, Any], on_round: RoundCallback | None,
                  mask: Image | None = None) -> None:
         self.source = source
         self.instruction = instruction
@@ -102,10 +104,10 @@ class _Loop:
     def _seed(self, index: int, role: str) -> int:
         return derive_seed(self.seed, self.sample_id, index, role)
 
-    async def _call(self, kind: str, tool: Any, invoke: Callable[[], Awaitable[Any]], key: str,
-                    rnd: Round, timing: str) -> Any:
+    async def _call(self, kind: ToolKind, tool: Tool, invoke: Callable[[], Awaitable[T]], key: str,
+                    rnd: Round, timing: str) -> T:
         try:
-            out = await self.runtime.call(kind, tool, invoke, key=key, tracker=self.tracker,  # type: ignore[arg-type]
+            out = await self.runtime.call(kind, tool, invoke, key=key, tracker=self.tracker,
                                           timed=rnd.index > 0)  # round 0 is the baseline: never cut short
         except ToolCallFailed as exc:
             if exc.record is not None:
@@ -118,7 +120,7 @@ class _Loop:
         rnd.seconds[timing] = rnd.seconds.get(timing, 0.0) + out.record.seconds
         return out.value
 
-    async def edit(self, rnd: Round, editor: Any, base_image: Image) -> None:
+    async def edit(self, rnd: Round, editor: Editor, base_image: Image) -> None:
         seed = self._seed(rnd.index, "edit")
         rnd.seed = seed
         req = EditRequest(image=base_image, instruction=rnd.instruction, seed=seed, source=self.source)
@@ -153,6 +155,8 @@ class _Loop:
 
     async def critique(self, rnd: Round) -> Critique | None:
         assert rnd.image is not None and rnd.verdict is not None
+        critic = self.critic
+        assert critic is not None  # only the controller loop has none, and it never asks for a critique
         edited = self.bank.get(rnd.image)
         seed = self._seed(rnd.index, "critic")
         history = [r.model_copy() for r in self.rounds]
@@ -162,10 +166,10 @@ class _Loop:
         # critique cached for another judge's verdicts.
         trail = [r.model_dump(mode="json", include={"index", "instruction", "base", "base_round", "image", "verdict",
                                                    "critique", "error"}) for r in self.rounds]
-        key = cache_key(tool_identity(self.critic), "critique", images=self._judged(edited), text=self.instruction,
+        key = cache_key(tool_identity(critic), "critique", images=self._judged(edited), text=self.instruction,
                         seed=seed, extra={"history": trail, "context": self.context})
         try:
-            critique = await self._call("critic", self.critic, lambda: self.critic.critique(req), key, rnd,
+            critique = await self._call("critic", critic, lambda: critic.critique(req), key, rnd,
                                         "critique")
         except ToolCallFailed as exc:
             rnd.error = str(exc)
@@ -218,8 +222,10 @@ class _Loop:
         r0 = Round(index=0, instruction=self.instruction, base="given" if edited is not None else "source")
         self.rounds.append(r0)
         if edited is None:
-            r0.editor = self.editor.name
-            await self.edit(r0, self.editor, self.source)
+            editor = self.editor
+            assert editor is not None  # the loops check: without an edited image there is an editor
+            r0.editor = editor.name
+            await self.edit(r0, editor, self.source)
             if r0.image is None:
                 await self.finish_round(r0)
                 return StopReason.editor_failed
@@ -271,10 +277,12 @@ class _Loop:
                 return StopReason.critic_satisfied
             base: Base = self.policy.force_base or critique.base
             base_image, base_round = self.base_for(base)
+            refine_editor = self.refine_editor
+            assert refine_editor is not None  # refine() checks: re-edits (max_rounds > 0) need an editor
             rnd = Round(index=index, instruction=(critique.instruction or "").strip(), base=base,
-                        base_round=base_round, editor=self.refine_editor.name)
+                        base_round=base_round, editor=refine_editor.name)
             self.rounds.append(rnd)
-            await self.edit(rnd, self.refine_editor, base_image)
+            await self.edit(rnd, refine_editor, base_image)
             if rnd.image is None:
                 await self.finish_round(rnd)
                 return StopReason.editor_failed
@@ -286,10 +294,10 @@ async def refine(
     source: Image,
     instruction: str,
     *,
-    judge: Any,
-    critic: Any,
-    editor: Any | None = None,
-    refine_editor: Any | None = None,
+    judge: Judge,
+    critic: Critic,
+    editor: Editor | None = None,
+    refine_editor: Editor | None = None,
     edited: Image | None = None,
     budget: Budget | None = None,
     policy: LoopPolicy | None = None,
@@ -317,6 +325,8 @@ async def refine(
         raise ConfigError("refine() needs an editor, or an already edited image as round 0")
     if refine_editor is None and budget.max_rounds > 0:
         raise ConfigError("refine() needs an editor for re-edits (editor= or refine_editor=), or max_rounds=0")
+    if critic is None and budget.max_rounds > 0:  # typed as required, but say so plainly to untyped callers
+        raise ConfigError("refine() needs a critic for re-edits (critic=), or max_rounds=0")
     runtime, bank = setup(source, runtime, bank, (("editor", editor), ("editor", refine_editor), ("judge", judge),
                                                   ("critic", critic)))
     loop = _Loop(source=source, instruction=instruction, editor=editor, refine_editor=refine_editor, judge=judge,
@@ -339,12 +349,12 @@ def check_instruction(instruction: str | None) -> str:
 
 
 def setup(source: Image, runtime: Runtime | None, bank: ImageBank | None,
-          tools: tuple[tuple[str, Any], ...]) -> tuple[Runtime, ImageBank]:
+          tools: tuple[tuple[ToolKind, Tool | None], ...]) -> tuple[Runtime, ImageBank]:
     """What every loop does before round 0: check the tools given (``(kind, tool)``, None skipped), and make
     the runtime and image bank unless given, with the source in the bank."""
     for kind, tool in tools:
         if tool is not None:
-            check_tool(kind, tool)  # type: ignore[arg-type]
+            check_tool(kind, tool)
     runtime = runtime or Runtime()
     bank = bank if bank is not None else MemoryImageBank()
     bank.put(source)

@@ -11,7 +11,7 @@ A tool needs only a ``name`` and its method. Every other hook is optional, read 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -57,6 +57,10 @@ class Controller(Protocol):
     name: str
 
     async def decide(self, req: ControllerRequest) -> ControllerDecision: ...
+
+
+Tool: TypeAlias = Editor | Judge | Critic | Controller
+"""A tool of any kind: what the runtime calls (the kind itself travels beside it, as a ``ToolKind``)."""
 
 
 class ToolHooks(Protocol):
@@ -154,20 +158,29 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ToolBase:
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+"""A tool's options model (``ToolBase[OptionsT]``)."""
+
+
+class ToolBase(Generic[OptionsT]):
     """Convenience base for tools configured by a pydantic options model.
 
-    Subclasses set ``name``, ``kind``, ``Options`` and, for options that do not change outputs
-    (latency, concurrency, ...), ``runtime_only_options`` so that they stay out of cache keys.
+    Subclasses name their options model twice: as the type parameter, so that ``self.options`` is typed, and
+    as ``Options``, which validates them at runtime (``class MyJudge(ToolBase[MyOptions]): Options =
+    MyOptions``; a nested ``class Options`` works too, named in quotes: ``ToolBase["MyJudge.Options"]``).
+    They also set ``name``, ``kind`` and, for options that do not change outputs (latency, concurrency, ...),
+    ``runtime_only_options`` so that they stay out of cache keys.
     """
 
     name: ClassVar[str] = "tool"
     kind: ClassVar[ToolKind]
     summary: ClassVar[str] = ""
-    Options: ClassVar[type[BaseModel]] = NoOptions
+    # A class attribute: ClassVar cannot hold a type variable, hence the plain annotation and the cast.
+    Options: type[OptionsT] = cast("type[OptionsT]", NoOptions)
     runtime_only_options: ClassVar[frozenset[str]] = frozenset()
+    options: OptionsT
 
-    def __init__(self, options: BaseModel | dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, options: OptionsT | dict[str, Any] | None = None, **kwargs: Any) -> None:
         if isinstance(options, BaseModel):
             self.options = options
         else:
@@ -178,7 +191,7 @@ class ToolBase:
                 raise ConfigError(validation_message(exc, f"{self.kind} '{self.name}' option")) from None
 
     @classmethod
-    def from_spec(cls, model: str | None, options: dict[str, Any]) -> ToolBase:
+    def from_spec(cls, model: str | None, options: dict[str, Any]) -> ToolBase[OptionsT]:
         if model:
             raise ConfigError(f"{cls.kind} '{cls.name}' takes no model name (got '{cls.name}:{model}')")
         return cls(options)

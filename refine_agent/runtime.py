@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 from .budget import BudgetTracker
 from .cache import Cache, MemoryCache
 from .errors import PermanentToolError, ToolCallFailed, ToolError, TransientToolError, describe
-from .protocols import tool_capacity, tool_limiter_key
+from .protocols import Tool, tool_capacity, tool_limiter_key
 from .types import CallRecord, ControllerDecision, Critique, EditResult, ToolKind, Usage, Verdict
 
 T = TypeVar("T")
@@ -184,7 +184,7 @@ class Runtime:
         backoff = policy.initial_wait * (2 ** max(0, state.attempt_number - 1))
         return min(policy.max_wait, backoff) + self._jitter_rng.uniform(0, policy.jitter)
 
-    async def _attempt(self, tool: object, invoke: Callable[[], Awaitable[T]], timing: _Timing) -> T:
+    async def _attempt(self, tool: Tool, invoke: Callable[[], Awaitable[T]], timing: _Timing) -> T:
         timeout = self.config.timeout_s
         asked = time.perf_counter()
         async with self.limiter(tool):
@@ -207,7 +207,7 @@ class Runtime:
                 timing.service += time.perf_counter() - granted
 
     # -- the call ---------------------------------------------------------------------------------------
-    async def call(self, kind: ToolKind, tool: Any, invoke: Callable[[], Awaitable[T]], *,
+    async def call(self, kind: ToolKind, tool: Tool, invoke: Callable[[], Awaitable[T]], *,
                    key: str | None = None, tracker: BudgetTracker | None = None,
                    timed: bool = False) -> CallOutcome[T]:
         """Run ``invoke`` (one call of ``tool``) with cache, limiter, timeout and retries.

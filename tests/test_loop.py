@@ -217,6 +217,11 @@ async def test_bad_arguments() -> None:
         await refine(SOURCE, "x", judge=score_judge(), critic=FunctionCritic())
     with pytest.raises(ConfigError, match="name"):
         await refine(SOURCE, "x", editor=FunctionEditor(), judge=score_judge(), critic=object())
+    with pytest.raises(ConfigError, match="critic"):
+        await refine(SOURCE, "x", editor=FunctionEditor(), judge=score_judge(), critic=None)  # type: ignore[arg-type]
+    ok = await refine(SOURCE, "x", editor=FunctionEditor(), judge=score_judge(), critic=None,  # type: ignore[arg-type]
+                      budget=Budget(max_rounds=0))
+    assert len(ok.trajectory.rounds) == 1  # one-shot needs no critic
 
 
 async def test_a_shared_cache_replays_a_sample_without_calling_tools() -> None:

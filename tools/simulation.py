@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,7 +36,11 @@ def rng_for(*parts: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:16], "big"))
 
 
-class SimulatedTool(ToolBase):
+SimOptionsT = TypeVar("SimOptionsT", bound=SimOptions)
+"""A built-in tool's options model (``SimulatedTool[SimOptionsT]``)."""
+
+
+class SimulatedTool(ToolBase[SimOptionsT]):
     """A built-in tool: its options model extends SimOptions and its calls go through ``simulate``."""
 
     runtime_only_options: ClassVar[frozenset[str]] = SIM_OPTION_NAMES
@@ -49,8 +53,8 @@ class SimulatedTool(ToolBase):
         way, and nothing depends on what else ran before or alongside.
         """
         opts = self.options
-        if opts.latency_ms > 0:  # type: ignore[attr-defined]
-            await asyncio.sleep(opts.latency_ms / 1000.0)  # type: ignore[attr-defined]
+        if opts.latency_ms > 0:
+            await asyncio.sleep(opts.latency_ms / 1000.0)
         attempt = current_attempt()
-        if opts.fail_rate > 0 and rng_for("fail", self.name, *call_key, attempt).random() < opts.fail_rate:  # type: ignore[attr-defined]
+        if opts.fail_rate > 0 and rng_for("fail", self.name, *call_key, attempt).random() < opts.fail_rate:
             raise TransientToolError(f"simulated transient failure of {self.name} (attempt {attempt})")

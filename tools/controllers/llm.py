@@ -15,18 +15,16 @@ from refine_agent.tools.api.backend import (
     Msg,
     ToolCall,
     ToolDef,
-    aclose,
-    backend_capacity,
-    make_chat,
     sent_seed,
 )
-from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport, semantic_params
+from refine_agent.tools.api.chat_tool import OnChatBackend
+from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport
 from refine_agent.tools.judges.prompts import format_context
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
 from refine_agent.textio import read_text
-from refine_agent.types import ControllerDecision, ControllerRequest
+from refine_agent.types import ControllerDecision, ControllerRequest, ToolKind
 
 PROMPT = Path(__file__).with_name("system_prompt.md")
 IMAGE_REF = {"type": "string", "description": "a round number, or current / best"}
@@ -57,9 +55,9 @@ class APIControllerOptions(WithAPITransport, ControllerOptions):
     """The controller over an HTTP backend: its options and the transport (``base_url=...``, ...)."""
 
 
-class LLMController(ToolBase):
+class LLMController(OnChatBackend, ToolBase[APIControllerOptions]):
     name: ClassVar[str] = "llm"
-    kind: ClassVar[str] = "controller"
+    kind: ClassVar[ToolKind] = "controller"
     summary: ClassVar[str] = "a tool-calling LLM drives the refinement (llm:openai:MODEL, llm:anthropic:MODEL)"
     Options = APIControllerOptions
     runtime_only_options = frozenset({"transport"})
@@ -71,7 +69,7 @@ class LLMController(ToolBase):
                               f"{', '.join(sorted(CHAT_BACKENDS))}")
         self.provider, self.model = provider, model
         self.name = f"llm:{provider}:{model}"  # type: ignore[misc]
-        o: ControllerOptions = self.options  # type: ignore[assignment]
+        o = self.options
         path = Path(o.prompt) if o.prompt else PROMPT
         if not path.is_file():
             raise ConfigError(f"controller prompt file {path} does not exist")
@@ -80,8 +78,7 @@ class LLMController(ToolBase):
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read controller prompt file {path}: {exc}") from None
         self.prompt_id = f"{path.stem}-{hashlib.sha256(self.system.encode()).hexdigest()[:8]}"
-        self.chat: ChatBackend = chat if chat is not None else make_chat(provider, model,
-                                                                         getattr(o, "transport", None))
+        self.connect(chat, provider, model)
 
     @classmethod
     def from_spec(cls, model: str | None, options: dict[str, Any]) -> LLMController:
@@ -91,15 +88,8 @@ class LLMController(ToolBase):
                               "llm:anthropic:claude-sonnet-4-5")
         return cls(provider, name, options)
 
-    @property
-    def capacity(self) -> int:
-        return backend_capacity(self.chat, self.options)
-
-    async def aclose(self) -> None:
-        await aclose(self.chat)
-
-    def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "params": {**semantic_params(self.options), "prompt": self.prompt_id}}
+    def prompt_ids(self) -> dict[str, Any]:
+        return {"prompt": self.prompt_id}
 
     def messages(self, req: ControllerRequest) -> list[Msg]:
         r0 = req.rounds[0] if req.rounds else None
@@ -122,7 +112,7 @@ class LLMController(ToolBase):
         return msgs
 
     async def decide(self, req: ControllerRequest) -> ControllerDecision:
-        o: ControllerOptions = self.options  # type: ignore[assignment]
+        o = self.options
         reply = await self.chat.complete(self.messages(req), tools=TOOLS, temperature=o.temperature, seed=req.seed,
                                          max_tokens=o.max_tokens)
         usage = reply.usage

@@ -10,12 +10,12 @@ from typing import ClassVar
 from pydantic import Field
 from refine_agent.tools.simulation import SimOptions, SimulatedTool
 
-from refine_agent.types import Critique, CritiqueRequest
+from refine_agent.types import Critique, CritiqueRequest, ToolKind
 
 
-class RepeatCritic(SimulatedTool):
+class RepeatCritic(SimulatedTool["RepeatCritic.Options"]):
     name: ClassVar[str] = "repeat"
-    kind: ClassVar[str] = "critic"
+    kind: ClassVar[ToolKind] = "critic"
     summary: ClassVar[str] = "baseline: re-run the original instruction from the source with a new seed"
 
     class Options(SimOptions):
@@ -23,7 +23,7 @@ class RepeatCritic(SimulatedTool):
 
     async def critique(self, req: CritiqueRequest) -> Critique:
         await self.simulate("critique", req.seed, req.edited.sha256, req.instruction)
-        if req.verdict.passed and self.options.until_pass:  # type: ignore[attr-defined]
+        if req.verdict.passed and self.options.until_pass:
             return Critique(satisfied=True, analysis="The judge passes the edit.")
         return Critique(satisfied=False, analysis="Sampling the edit again from the source.",
                         instruction=req.instruction, base="source")

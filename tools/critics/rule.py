@@ -11,14 +11,14 @@ from typing import ClassVar
 
 from refine_agent.tools.simulation import SimOptions, SimulatedTool
 
-from refine_agent.types import Critique, CritiqueRequest
+from refine_agent.types import Critique, CritiqueRequest, ToolKind
 
 from .novelty import retry_from_source
 
 
-class RuleCritic(SimulatedTool):
+class RuleCritic(SimulatedTool[SimOptions]):
     name: ClassVar[str] = "rule"
-    kind: ClassVar[str] = "critic"
+    kind: ClassVar[ToolKind] = "critic"
     summary: ClassVar[str] = "turns the verifier's findings into a re-edit instruction and base"
     Options = SimOptions
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from refine_agent.tools.api.backend import ChatBackend, Msg, aclose, backend_capacity, make_chat, sent_seed
+from refine_agent.tools.api.backend import ChatBackend, Msg, sent_seed
+from refine_agent.tools.api.chat_tool import OnChatBackend
 from refine_agent.tools.api.errors import Refused
-from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport, semantic_params
+from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport
 from refine_agent.tools.judges.prompts import (
     MODES,
     format_context,
@@ -26,7 +27,7 @@ from refine_agent.tools.simulation import SimOptions, SimulatedTool
 
 from refine_agent.errors import ConfigError, PermanentToolError
 from refine_agent.protocols import ToolBase
-from refine_agent.types import Critique, CritiqueRequest
+from refine_agent.types import Critique, CritiqueRequest, ToolKind
 
 
 class CriticOptions(BaseModel):
@@ -44,12 +45,12 @@ class APICriticOptions(WithAPITransport, CriticOptions):
     """A VLM critic over an HTTP backend: the critic's options and the transport (``base_url=...``, ...)."""
 
 
-class VLMCritic(ToolBase):
+class VLMCritic(OnChatBackend, ToolBase[CriticOptions]):
     """The VLM critic on any chat backend: ``chat`` is given (e.g. a ``FunctionChat``) or made from the
     registered backend ``provider`` with the options' transport."""
 
     provider: ClassVar[str] = "openai"
-    kind: ClassVar[str] = "critic"
+    kind: ClassVar[ToolKind] = "critic"
     Options = CriticOptions
     runtime_only_options = frozenset({"transport"})
 
@@ -57,11 +58,10 @@ class VLMCritic(ToolBase):
         super().__init__(options)
         self.model = model
         self.name = f"{getattr(chat, 'provider', None) or self.provider}:{model}"  # type: ignore[misc]
-        o: CriticOptions = self.options  # type: ignore[assignment]
+        o = self.options
         self.mode = MODES["critic"]
         self.template = load_template(o.template or self.mode.templates[0])
-        self.chat: ChatBackend = chat if chat is not None else make_chat(self.provider, model,
-                                                                         getattr(o, "transport", None))
+        self.connect(chat, self.provider, model)
 
     @classmethod
     def from_spec(cls, model: str | None, options: dict[str, Any]) -> VLMCritic:
@@ -69,18 +69,11 @@ class VLMCritic(ToolBase):
             raise ConfigError(f"critic '{cls.provider}' needs a model: {cls.provider}:MODEL")
         return cls(model, options)
 
-    @property
-    def capacity(self) -> int:
-        return backend_capacity(self.chat, self.options)
-
-    async def aclose(self) -> None:
-        await aclose(self.chat)
-
-    def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "params": {**semantic_params(self.options), "template": self.template.id}}
+    def prompt_ids(self) -> dict[str, Any]:
+        return {"template": self.template.id}
 
     async def critique(self, req: CritiqueRequest) -> Critique:
-        o: CriticOptions = self.options  # type: ignore[assignment]
+        o = self.options
         schema = self.mode.schemas[0]
         text = self.template.render(instruction=req.instruction, context=format_context(req.context),
                                     verdict=format_verdict(req.verdict),
@@ -118,11 +111,11 @@ class AnthropicCritic(VLMCritic):
     summary: ClassVar[str] = "VLM critic over the Anthropic Messages API"
 
 
-class FromJudgeCritic(SimulatedTool):
+class FromJudgeCritic(SimulatedTool["FromJudgeCritic.Options"]):
     """The critique a ``judge+critic`` judge returned with its verdict; makes no call of its own."""
 
     name: ClassVar[str] = "from-judge"
-    kind: ClassVar[str] = "critic"
+    kind: ClassVar[ToolKind] = "critic"
     summary: ClassVar[str] = "reads the critique a judge+critic judge already wrote: no extra call"
 
     class Options(SimOptions):

@@ -19,7 +19,7 @@ from refine_agent.images import Image
 from refine_agent.types import EditRequest, EditResult
 
 
-class ClassicEditor(SimulatedTool):
+class ClassicEditor(SimulatedTool["ClassicEditor.Options"]):
     name: ClassVar[str] = "classic"
     kind = "editor"
     summary: ClassVar[str] = ("offline photo editor: brightness, contrast, saturation, black and white, sepia, "
@@ -34,7 +34,7 @@ class ClassicEditor(SimulatedTool):
     async def edit(self, req: EditRequest) -> EditResult:
         await self.simulate("edit", req.seed, req.image.sha256, req.instruction)
         plan = parse_photo_instruction(req.instruction)
-        scale = float(self.options.strength_scale)  # type: ignore[attr-defined]
+        scale = float(self.options.strength_scale)
         # Pixel work runs in a worker thread so the event loop keeps serving other samples.
         array = await asyncio.to_thread(apply_plan, req.image.array, plan, scale)
         info = {"ops": [op.model_dump(mode="json") for op in plan.ops], "plan": render_plan(plan),

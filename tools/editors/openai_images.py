@@ -19,7 +19,7 @@ from refine_agent.errors import MissingExtraError, PermanentToolError, ToolError
 from refine_agent.images import Image, decode_image
 from refine_agent.protocols import ToolBase
 from refine_agent.runtime import bill
-from refine_agent.types import EditRequest, EditResult, Usage
+from refine_agent.types import EditRequest, EditResult, ToolKind, Usage
 
 
 class ImageEditOptions(APIOptions):
@@ -44,9 +44,9 @@ def mask_png(mask: Image, size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
-class OpenAIImageEditor(ToolBase):
+class OpenAIImageEditor(ToolBase[ImageEditOptions]):
     name: ClassVar[str] = "openai"
-    kind: ClassVar[str] = "editor"
+    kind: ClassVar[ToolKind] = "editor"
     summary: ClassVar[str] = "OpenAI Images edit endpoint (gpt-image-1 and compatible servers)"
     Options = ImageEditOptions
     runtime_only_options = TRANSPORT_OPTIONS
@@ -55,13 +55,13 @@ class OpenAIImageEditor(ToolBase):
         super().__init__(options)
         self.model = model
         self.name = f"openai:{model}"  # type: ignore[misc]
-        self.endpoints = Endpoints("openai", self.options)  # type: ignore[arg-type]
+        self.endpoints = Endpoints("openai", self.options)
         try:
             import openai
         except ModuleNotFoundError:
             raise MissingExtraError("openai", "api", "the openai editor") from None
         self._pools = ClientPools(lambda: [openai.AsyncOpenAI(api_key=self.endpoints.key, base_url=u, max_retries=0,
-                                                              timeout=self.options.timeout_s)  # type: ignore[attr-defined]
+                                                              timeout=self.options.timeout_s)
                                            for u in self.endpoints.urls])
 
     async def aclose(self) -> None:
@@ -76,7 +76,7 @@ class OpenAIImageEditor(ToolBase):
         return {"name": self.name, "params": ident["params"]}
 
     async def edit(self, req: EditRequest) -> EditResult:
-        o: ImageEditOptions = self.options  # type: ignore[assignment]
+        o = self.options
         i = self.endpoints.pick()
         url = self.endpoints.urls[i]
         kwargs: dict[str, Any] = {"model": self.model, "prompt": req.instruction, "n": o.n, "size": o.size,
@@ -122,6 +122,6 @@ class OpenAIImageEditor(ToolBase):
         text_in = int(getattr(details, "text_tokens", 0) or 0)
         image_in = int(getattr(details, "image_tokens", 0) or 0)
         out = int(getattr(u, "output_tokens", 0) or 0)
-        o: ImageEditOptions = self.options  # type: ignore[assignment]
+        o = self.options
         cost = image_cost(self.model, text_in, image_in, out, o.price_in, o.price_out)
         return Usage(input_tokens=int(getattr(u, "input_tokens", 0) or 0), output_tokens=out, cost_usd=cost)

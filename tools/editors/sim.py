@@ -38,7 +38,7 @@ from refine_agent.tools.synthetic.snap import fit, snap
 
 from refine_agent.errors import UnsupportedInstructionError
 from refine_agent.images import Image
-from refine_agent.types import EditRequest, EditResult
+from refine_agent.types import EditRequest, EditResult, ToolKind
 
 # How failure rates are set (all scaled by 2 * (1 - skill), so skill 1 never fails):
 # every sample has a latent profile, drawn from its source image and task category. Most samples are
@@ -83,9 +83,9 @@ def latent_profile(source_id: str, category: str, lookalikes: bool) -> Profile:
     return Profile("typical", None, 0.0, 1.0)
 
 
-class SimEditor(SimulatedTool):
+class SimEditor(SimulatedTool["SimEditor.Options"]):
     name: ClassVar[str] = "sim"
-    kind: ClassVar[str] = "editor"
+    kind: ClassVar[ToolKind] = "editor"
     summary: ClassVar[str] = "simulated editor for synthetic scenes, with realistic seeded failures"
 
     class Options(SimOptions):
@@ -119,7 +119,7 @@ class SimEditor(SimulatedTool):
         lookalikes = task.ref is not None and len(resolve(task.ref, scene.objects, frozenset({"colour"}))) > 1
         profile = latent_profile(source_id, task.category, lookalikes)
         rng = rng_for("sim", req.seed, req.image.sha256, req.instruction)
-        events = _Edit(self.options.skill, task, scene, out, rng, profile).run()  # type: ignore[attr-defined]
+        events = _Edit(self.options.skill, task, scene, out, rng, profile).run()
         return EditResult(image=Image(out), info={"simulated": events})
 
 

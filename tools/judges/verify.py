@@ -15,15 +15,15 @@ import numpy as np
 from pydantic import Field
 from refine_agent.tools.simulation import SimOptions, SimulatedTool, rng_for
 
-from refine_agent.types import JudgeRequest, Verdict
+from refine_agent.types import JudgeRequest, ToolKind, Verdict
 
 from .assessment import Assessment, Unsupported
 from .scene_check import assess_scene
 
 
-class VerifyJudge(SimulatedTool):
+class VerifyJudge(SimulatedTool["VerifyJudge.Options"]):
     name: ClassVar[str] = "verify"
-    kind: ClassVar[str] = "judge"
+    kind: ClassVar[ToolKind] = "judge"
     summary: ClassVar[str] = "reference-free verifier for synthetic scenes and classic photo edits"
 
     class Options(SimOptions):
@@ -55,15 +55,15 @@ class VerifyJudge(SimulatedTool):
         except Unsupported as exc:
             return Verdict.failed("unsupported", f"verify cannot check this instruction ({exc})", judge=self.name)
         scores = np.array([a.success, a.overediting, a.naturalness, a.artifacts], dtype=float)
-        if opts.noise > 0:  # type: ignore[attr-defined]
-            scores = np.clip(scores + rng_for("judge-noise", req.seed).normal(0, opts.noise, 4), 0, 10)  # type: ignore[attr-defined]
+        if opts.noise > 0:
+            scores = np.clip(scores + rng_for("judge-noise", req.seed).normal(0, opts.noise, 4), 0, 10)
         s = [round(float(x), 3) for x in scores]
         return Verdict(
             scores={"SC": s[:2], "PQ": s[2:]},
-            passed=min(s) >= opts.pass_threshold,  # type: ignore[attr-defined]
+            passed=min(s) >= opts.pass_threshold,
             reasoning=a.reasoning,
             findings=a.findings,
             judge=self.name,
-            info={"domain": a.domain, "measurements": a.measurements, "noise": opts.noise,  # type: ignore[attr-defined]
+            info={"domain": a.domain, "measurements": a.measurements, "noise": opts.noise,
                   "score_names": {"SC": ["success", "overediting"], "PQ": ["naturalness", "artifacts"]}},
         )

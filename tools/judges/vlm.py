@@ -32,18 +32,16 @@ from refine_agent.tools.api.backend import (
     ChatBackend,
     ChatReply,
     Msg,
-    aclose,
-    backend_capacity,
     issue_all,
-    make_chat,
     sent_seed,
 )
+from refine_agent.tools.api.chat_tool import OnChatBackend
 from refine_agent.tools.api.errors import Refused
-from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport, semantic_params
+from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
-from refine_agent.types import Critique, JudgeRequest, Usage, Verdict
+from refine_agent.types import Critique, JudgeRequest, ToolKind, Usage, Verdict
 
 from .masking import masked
 from .prompts import MODES, Mode, format_context, format_instructions, json_schema, load_template, parse_answer
@@ -95,12 +93,12 @@ class Answer:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class VLMJudge(ToolBase):
+class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
     """The VLM judge on any chat backend: ``chat`` is given (e.g. a ``FunctionChat``) or made from the
     registered backend ``provider`` with the options' transport."""
 
     provider: ClassVar[str] = "openai"
-    kind: ClassVar[str] = "judge"
+    kind: ClassVar[ToolKind] = "judge"
     Options = JudgeOptions
     runtime_only_options = frozenset({"transport"})
 
@@ -109,7 +107,7 @@ class VLMJudge(ToolBase):
         self.model = model
         provider = getattr(chat, "provider", None) or self.provider
         self.name = f"{provider}:{model}"  # type: ignore[misc]
-        o: JudgeOptions = self.options  # type: ignore[assignment]
+        o = self.options
         self.mode: Mode = MODES[o.mode]
         names = list(self.mode.templates)
         if o.template:
@@ -117,8 +115,7 @@ class VLMJudge(ToolBase):
         if o.pq_template and len(names) > 1:
             names[1] = o.pq_template
         self.templates = [load_template(n) for n in names]
-        self.chat: ChatBackend = chat if chat is not None else make_chat(self.provider, model,
-                                                                         getattr(o, "transport", None))
+        self.connect(chat, self.provider, model)
 
     @classmethod
     def from_spec(cls, model: str | None, options: dict[str, Any]) -> VLMJudge:
@@ -127,22 +124,13 @@ class VLMJudge(ToolBase):
                               f"{'openai:gpt-4o' if cls.provider == 'openai' else 'anthropic:claude-sonnet-4-5'}")
         return cls(model, options)
 
-    @property
-    def capacity(self) -> int:
-        return backend_capacity(self.chat, self.options)
-
-    async def aclose(self) -> None:
-        await aclose(self.chat)
-
-    def identity(self) -> dict[str, Any]:
-        params = semantic_params(self.options)
-        params["templates"] = [t.id for t in self.templates]  # a changed prompt is a different judge
-        return {"name": self.name, "params": params}
+    def prompt_ids(self) -> dict[str, Any]:
+        return {"templates": [t.id for t in self.templates]}
 
     # -- one request ---------------------------------------------------------------------------------------
     async def _ask(self, schema: Any, template: Any, images: list[Any], values: dict[str, Any],
                    seed: int) -> tuple[Any, ChatReply | None, str]:
-        o: JudgeOptions = self.options  # type: ignore[assignment]
+        o = self.options
         text = template.render(format_instructions=format_instructions(schema), **values)
         structured = o.structured and self.mode.structured
         try:
@@ -161,7 +149,7 @@ class VLMJudge(ToolBase):
 
     async def _answer(self, req: JudgeRequest, seed: int) -> tuple[Answer, list[ChatReply]]:
         """One repeat: the mode's calls (viescore: SC and PQ), issued together where the backend batches."""
-        o: JudgeOptions = self.options  # type: ignore[assignment]
+        o = self.options
         values = {"instruction": req.instruction, "context": format_context(req.context)}
         source, edited = req.source, req.edited
         if req.mask is not None and self.mode.uses_mask:
@@ -183,7 +171,7 @@ class VLMJudge(ToolBase):
 
     # -- the judgment ---------------------------------------------------------------------------------------
     async def judge(self, req: JudgeRequest) -> Verdict:
-        o: JudgeOptions = self.options  # type: ignore[assignment]
+        o = self.options
         repeats = [lambda seed=req.seed + i: self._answer(req, seed) for i in range(o.repeats)]
         done = await issue_all(self.chat, repeats)  # in seed order, whether issued together or not
         answers = [answer for answer, _ in done]
@@ -204,7 +192,7 @@ class VLMJudge(ToolBase):
         return self._aggregate(valid, total, info)
 
     def _aggregate(self, valid: list[Answer], usage: Usage, info: dict[str, Any]) -> Verdict:
-        o: JudgeOptions = self.options  # type: ignore[assignment]
+        o = self.options
         pick = statistics.median if o.aggregate == "median" else statistics.fmean
         reasoning = valid[0].reasoning if len(valid) == 1 else " | ".join(a.reasoning for a in valid)
         raw = "\n===\n".join(a.raw for a in valid)
@@ -228,7 +216,7 @@ class VLMJudge(ToolBase):
                        info=info)
 
     def _passes(self, overall: float | None, votes: list[bool | None]) -> bool | None:
-        o: JudgeOptions = self.options  # type: ignore[assignment]
+        o = self.options
         if overall is not None and (o.aggregate != "majority" or all(v is None for v in votes)):
             return overall >= o.pass_threshold
         known = [v for v in votes if v is not None]
