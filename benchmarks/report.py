@@ -21,6 +21,7 @@ from refine_agent.errors import InputError
 from refine_agent.loop import LoopPolicy
 from refine_agent.outputs import FilesTarget
 from refine_agent.store import RunStore, SampleRecord, open_run
+from refine_agent.textio import read_text
 from refine_agent.types import Verdict
 
 from .evaluate import eval_key
@@ -159,7 +160,7 @@ def read_ablation(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not path.exists():
         return None, None
     try:
-        ablation = json.loads(path.read_text(encoding="utf-8-sig"))
+        ablation = json.loads(read_text(path))
         budget_table(ablation["by_budget"])  # what the page shows of it: it fails here as it would on the page
     except OSError as exc:
         why = f"cannot be read: {exc.strerror or exc}"

@@ -2,14 +2,16 @@
 
 ``write_atomic`` writes a temp file beside the target, fsyncs it, renames it over the target and fsyncs the
 folder, so a killed process or a power loss leaves either the old file or the new one, never half a file.
-The run store, ``outputs.write_json`` and ``Image.save`` all use it.
+The run store, ``write_json`` (run.json, summaries, trajectories, ledgers) and ``Image.save`` all use it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -28,6 +30,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return path
 
 
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """JSON as we write it everywhere (indented, UTF-8, a final newline), atomically and durably."""
+    return write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -41,4 +48,4 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "write_json"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import write_atomic
+from .atomic import write_json
 from .errors import InputError
 from .images import Image
 from .loop import RefineResult
@@ -33,11 +33,6 @@ FORCE_NOTE = "add --force to replace them (files of other names are never touche
 
 class OutputConflict(InputError):
     """An output path that is not usable, or holds files this program did not write, or one of the inputs."""
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically and durably (``write_atomic``: temp file, fsync, rename, fsync the folder)."""
-    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def out_path(path: str | os.PathLike[str]) -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .atomic import write_atomic
+from .atomic import write_atomic, write_json
 from .errors import InputError, describe, validation_message
 from .images import Image, decode_image, max_image_bytes, read_image_file
 from .store_access import (
@@ -39,6 +39,7 @@ from .store_access import (
     store_error,
     writer_lock,
 )
+from .textio import read_text
 from .types import ControllerDecision, Critique, EditResult, Round, Trajectory, Usage, Verdict
 
 STORE_SCHEMA_VERSION = 1
@@ -241,14 +242,14 @@ class RunStore:
         return self.dir / "run.json"
 
     def write_run_info(self, info: dict[str, Any]) -> None:
-        write_atomic(self.run_json, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode())
+        write_json(self.run_json, info)
 
     def read_run_info(self) -> dict[str, Any] | None:
         """run.json, or None when there is none yet; a damaged one is a ``StoreError`` naming it."""
         if not self.run_json.exists():
             return None
         try:
-            info = json.loads(self.run_json.read_text(encoding="utf-8-sig"))
+            info = json.loads(read_text(self.run_json))  # a BOM, as Windows editors write, is dropped
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.run_json} is damaged ({describe(exc)}); restore it from a backup, or start a "
                              "new run with another --run-dir") from None

@@ -87,10 +87,15 @@ class ChatBackend(Protocol):
                        max_tokens: int = 1024) -> ChatReply: ...
 
 
+def wire_seed(seed: int, takes_seed: bool = True) -> int | None:
+    """The seed a request with ``seed`` carries on the wire: 31 bits, or None for a backend that takes none."""
+    return seed % (2**31) if takes_seed else None
+
+
 def sent_seed(backend: Any, seed: int) -> int | None:
-    """The seed a request with ``seed`` carries, as records show it (the backend's hook, else 31 bits)."""
+    """The seed a request with ``seed`` carries, as records show it (the backend's hook, else ``wire_seed``)."""
     hook = getattr(backend, "sent_seed", None)
-    return hook(seed) if callable(hook) else seed % (2**31)
+    return hook(seed) if callable(hook) else wire_seed(seed)
 
 
 T = TypeVar("T")
@@ -151,8 +156,8 @@ def register_chat_backend(provider: str, target: str, *, extra: str | None = Non
     CHAT_BACKENDS[provider] = BackendEntry(provider, target, extra)
 
 
-def _load(target: str, entry: BackendEntry) -> Any:
-    module_name, _, attr = target.partition(":")
+def _load(entry: BackendEntry) -> Any:
+    module_name, _, attr = entry.target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -173,5 +178,5 @@ def backend_entry(provider: str) -> BackendEntry:
 def make_chat(provider: str, model: str, transport: Any = None) -> ChatBackend:
     """The chat backend registered as ``provider``, serving ``model``, built with its transport options."""
     entry = backend_entry(provider)
-    factory = _load(entry.target, entry)
+    factory = _load(entry)
     return factory(model, transport)  # type: ignore[no-any-return]

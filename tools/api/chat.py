@@ -12,7 +12,7 @@ from refine_agent.errors import MissingExtraError, ToolError
 from refine_agent.images import Image
 from refine_agent.runtime import bill
 
-from .backend import ChatReply, Msg, ToolCall, ToolDef
+from .backend import ChatReply, Msg, ToolCall, ToolDef, wire_seed
 from .errors import classify
 from .options import APIOptions, Endpoints
 from .pricing import chat_cost
@@ -59,7 +59,7 @@ class ChatAdapter:
     def __init__(self, model: str, opts: APIOptions | dict[str, Any] | None = None) -> None:
         self.model = model
         self.opts = opts if isinstance(opts, APIOptions) else APIOptions.model_validate(opts or {})
-        self.endpoints = Endpoints(self.provider, opts)
+        self.endpoints = Endpoints(self.provider, self.opts)
         self._pools = ClientPools(lambda: [self._client(url) for url in self.endpoints.urls])
         try:
             __import__(self.sdk)
@@ -88,7 +88,7 @@ class ChatAdapter:
     def sent_seed(self, seed: int) -> int | None:
         """The seed a request with ``seed`` carries, as verdicts record it: 31 bits, or None where the API
         takes no seed (Anthropic)."""
-        return seed % (2**31) if self.takes_seed else None
+        return wire_seed(seed, self.takes_seed)
 
     async def complete(self, messages: list[Msg], *, schema: dict[str, Any] | None = None,
                        schema_name: str = "answer", tools: list[ToolDef] | None = None,

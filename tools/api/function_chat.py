@@ -22,7 +22,7 @@ from typing import Any, Union
 from refine_agent.images import Image
 from refine_agent.runtime import bill
 
-from .backend import ChatReply, Msg, ToolDef
+from .backend import ChatReply, Msg, ToolDef, wire_seed
 
 Reply = Union[ChatReply, str, dict[str, Any], BaseException]
 Responder = Callable[["ChatCall"], Union[Reply, Awaitable[Reply]]]
@@ -71,7 +71,7 @@ class FunctionChat:
         self.closed = False
 
     def sent_seed(self, seed: int) -> int | None:
-        return seed % (2**31) if self.takes_seed else None
+        return wire_seed(seed, self.takes_seed)
 
     async def aclose(self) -> None:
         self.closed = True

@@ -80,11 +80,6 @@ class WithAPITransport(BaseModel):
     def _nest_transport(cls, data: Any) -> Any:
         return nest_transport(data)
 
-    def flat(self) -> dict[str, Any]:
-        """The options as the command line spells them (transport fields at the top level)."""
-        out = {k: getattr(self, k) for k in type(self).model_fields if k != "transport"}
-        return {**out, **{k: getattr(self.transport, k) for k in APIOptions.model_fields}}
-
 
 def nest_transport(data: Any) -> Any:
     """Move the flat transport options (``base_url=...``) of a tool's options into ``transport``."""

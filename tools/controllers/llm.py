@@ -60,7 +60,6 @@ class LLMController(OnChatBackend, ToolBase[APIControllerOptions]):
     kind: ClassVar[ToolKind] = "controller"
     summary: ClassVar[str] = "a tool-calling LLM drives the refinement (llm:openai:MODEL, llm:anthropic:MODEL)"
     Options = APIControllerOptions
-    runtime_only_options = frozenset({"transport"})
 
     def __init__(self, provider: str, model: str, options: Any = None, *, chat: ChatBackend | None = None) -> None:
         super().__init__(options)

@@ -200,7 +200,7 @@ def _escalations(action: Action, findings: list[Finding], instruction: str) -> I
     if action.base != "source" and plan is not None:
         # The same correction is needed again, so the last one fell short (the editor under-applies): step harder.
         for factor in (2.0, 4.0):
-            yield Action(action.base, render_plan(_stronger(plan.ops, factor)),
+            yield Action(action.base, render_plan(_scaled(plan.ops, {op.op: factor for op in plan.ops})),
                          f"{why}; the same adjustment fell short before, so it is stronger now")
     restart = _restart(findings, instruction)
     gentler = any(f.kind in ("too_strong", "clipping", "artifact") for f in findings)
@@ -213,11 +213,6 @@ def _escalations(action: Action, findings: list[Finding], instruction: str) -> I
     for text in dict.fromkeys(texts):
         yield Action("source", text, f"{why}; restarting from the source" + ("" if text == restart else
                                                                               " (varied: that restart was tried)"))
-
-
-def _stronger(ops: list[PhotoOp], factor: float) -> list[PhotoOp]:
-    return [op.model_copy(update={"strength": strength_level(min(3.0, op.strength * factor))}) if op.graded else op
-            for op in ops]
 
 
 def _reworded(text: str) -> list[str]:

@@ -52,7 +52,6 @@ class VLMCritic(OnChatBackend, ToolBase[CriticOptions]):
     provider: ClassVar[str] = "openai"
     kind: ClassVar[ToolKind] = "critic"
     Options = CriticOptions
-    runtime_only_options = frozenset({"transport"})
 
     def __init__(self, model: str, options: Any = None, *, chat: ChatBackend | None = None) -> None:
         super().__init__(options)

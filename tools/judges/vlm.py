@@ -100,7 +100,6 @@ class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
     provider: ClassVar[str] = "openai"
     kind: ClassVar[ToolKind] = "judge"
     Options = JudgeOptions
-    runtime_only_options = frozenset({"transport"})
 
     def __init__(self, model: str, options: Any = None, *, chat: ChatBackend | None = None) -> None:
         super().__init__(options)

@@ -296,11 +296,12 @@ def _context(plan: PhotoPlan, source: Image, edited: Image) -> Ctx:
     for op in plan.ops:  # global measures skip the areas a recolouring is meant to change
         if op.op == "recolor":
             keep &= colour_weight(*hsv_s, str(op.params["source"])) <= 0
-    steady = keep & _away_from_mixing(plan, src, blur_sigma(*al.src.shape[:2]) * src.shape[0] / al.src.shape[0])
+    sigma0 = blur_sigma(*al.src.shape[:2])
+    steady = keep & _away_from_mixing(plan, src, sigma0 * src.shape[0] / al.src.shape[0])
     if keep.sum() < max(16, 0.05 * keep.size):
         keep = np.ones_like(keep)  # almost all of it is to be recoloured: measure the other ops everywhere
     return Ctx(plan=plan, al=al, src=src, edt=edt, ys=luma(src), ye=luma(edt), hsv_s=hsv_s, hsv_e=rgb_to_hsv(edt),
-               keep=keep, sigma0=blur_sigma(*al.src.shape[:2]), steady=steady)
+               keep=keep, sigma0=sigma0, steady=steady)
 
 
 def _away_from_mixing(plan: PhotoPlan, src: np.ndarray, sigma: float) -> np.ndarray:

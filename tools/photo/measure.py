@@ -69,15 +69,10 @@ def resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
     return res[..., 0] if a.ndim == 2 else res
 
 
-def fit_size(h: int, w: int, max_side: int) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(h, w))
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
 def work_size(h: int, w: int, side: int) -> tuple[int, int]:
-    """A working size: ``fit_size`` for ordinary frames; for a panorama or a strip, larger, so its short side
-    keeps at least side / 4 pixels instead of rounding away (the long side then at most 8 * side). Never
-    upscaled, and symmetric in h and w, so a rotated image gets the transposed size."""
+    """A working size: the long side fit to ``side`` for ordinary frames; for a panorama or a strip, larger,
+    so its short side keeps at least side / 4 pixels instead of rounding away (the long side then at most
+    8 * side). Never upscaled, and symmetric in h and w, so a rotated image gets the transposed size."""
     scale = min(1.0, side / max(h, w))
     if min(h, w) * scale < side / 4:
         scale = min(1.0, side / 4 / min(h, w), 8 * side / max(h, w))

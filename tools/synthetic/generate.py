@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from refine_agent.errors import InputError
 from refine_agent.images import Image
+from refine_agent.outputs import check_folder
 
 from .language import TASK_CATEGORIES, RefExpr, SceneInstruction, render_instruction, unique_qualifier
 from .palette import BACKGROUND_COLOURS, SHAPE_COLOURS
@@ -180,10 +181,9 @@ def _check_size(n: int, seed: int) -> None:
 
 def _check_target(out: Path, manifest: Path, names: list[str], force: bool) -> None:
     """Refuse an output that is not a folder, and, without ``force``, any file this call would replace."""
-    nearest = next((d for d in (out, *out.parents) if d.exists()), None)  # the folder we would make ours in
-    for d in (nearest, out / "images"):
-        if d is not None and d.exists() and not d.is_dir():
-            raise InputError(f"{d} exists and is not a folder; choose another --out")
+    check_folder(out)  # a folder we can write or make: not a file, not under one
+    if (out / "images").exists() and not (out / "images").is_dir():
+        raise InputError(f"{out / 'images'} exists and is not a folder; choose another --out")
     if manifest.is_dir():
         raise InputError(f"{manifest} is a folder; choose another --out")
     if force:
