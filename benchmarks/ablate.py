@@ -37,7 +37,7 @@ def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int],
         raise InputError(f"budget {budgets[-1]} is beyond the run's --max-rounds {top}; a replay cannot add rounds. "
                          f"Rerun with --max-rounds {budgets[-1]} (or 'bench --budgets ...')")
     run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
-    policy = run_policy.model_copy(update={k: v for k, v in (overrides or {}).items() if v is not None})
+    policy = run_policy.model_copy(update=_given(overrides))
     collected = collect(store, run_info, budgets, policy)
     by_budget, not_replayable = budget_rows(collected, budgets)
     if not_replayable:
@@ -62,16 +62,18 @@ def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int],
 def ablation_file(budgets: list[int], overrides: dict[str, Any] | None = None) -> str:
     """The file an ``ablate`` replay writes, named after what it replays, so replays never overwrite each other
     or the ``ablation.json`` of ``bench --budgets``."""
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
     parts = ["budgets", "_".join(map(str, budgets))]
-    names = {"threshold": "threshold", "patience": "patience", "stop_on_pass": "stop-on-pass"}
-    parts += [f"{names.get(k, k)}-{str(v).lower()}" for k, v in sorted(given.items())]
+    parts += [f"{k.replace('_', '-')}-{str(v).lower()}" for k, v in sorted(_given(overrides).items())]
     name = "ablation-" + "-".join(parts)
     if len(name) > 120:  # a long list of budgets: a short stable name instead
         name = "ablation-" + hashlib.sha256(name.encode()).hexdigest()[:12]
     return name + ".json"
 
 
+def _given(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The stop-rule overrides actually given (None means: as the run had it)."""
+    return {k: v for k, v in (overrides or {}).items() if v is not None}
+
+
 def _describe(overrides: dict[str, Any] | None) -> str:
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return ", ".join(f"{k}={v}" for k, v in given.items()) or "these budgets"
+    return ", ".join(f"{k}={v}" for k, v in _given(overrides).items()) or "these budgets"

@@ -18,25 +18,23 @@ from refine_agent.tools.synthetic.generate import SyntheticSample, iter_samples
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
-from refine_agent import __version__
 from refine_agent.budget import Budget
 from refine_agent.loop import refine
 from refine_agent.outputs import (
     FORCE_NOTE,
-    PROGRAM,
     OutputConflict,
     OutputDir,
     check_folder,
     out_path,
     write_json,
     write_outputs,
+    written_by_mark,
     written_by_us,
 )
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime
-from refine_agent.terminal import text_column
+from refine_agent.terminal import styled, text_column
 from refine_agent.types import JudgeRequest, Trajectory, Verdict
 
 from .concurrency import for_each
@@ -157,7 +155,7 @@ def run_demo(console: Console, *, n: int = 100, seed: int = 0, max_rounds: int =
                                             force=force)))
     summary = _report(console, runs, n=n, seed=seed, max_rounds=max_rounds, skill=skill, noise=noise)
     if out is not None:
-        write_json(out / "summary.json", {**summary, "written_by": {"program": PROGRAM, "version": __version__}})
+        write_json(out / "summary.json", {**summary, "written_by": written_by_mark()})
         console.print(f"wrote per-sample outputs and {out / 'summary.json'}")
     return summary
 
@@ -220,14 +218,14 @@ def _report(console: Console, runs: list[DemoRun], **settings: Any) -> dict[str,
         cats.add_row(name, str(len(group)), _pct(a), _pct(b))
     console.print(cats)
     refined = summary["rule"]
-    console.print(Text.assemble(
+    console.print(styled(
         (f"Pass rate {_pct(one['pass_rate'])} -> {_pct(refined['pass_rate'])}", "bold"),
         f" ({100 * (refined['pass_rate'] - one['pass_rate']):+.0f} points); mean overall "
         f"{_num(one['mean_overall'])} -> {_num(refined['mean_overall'])}."))
     if settings["noise"] > 0:
         a, b = summarise(main.outcomes, False, exact=True), summarise(main.outcomes, True, exact=True)
         summary["exact"] = {"one_shot": a, "rule": b}
-        console.print(Text.assemble(
+        console.print(styled(
             ("Scored by the exact verifier instead:", "bold"), f" pass rate {_pct(a['pass_rate'])} -> "
             f"{_pct(b['pass_rate'])} ({100 * (b['pass_rate'] - a['pass_rate']):+.0f} points); mean overall "
             f"{_num(a['mean_overall'])} -> {_num(b['mean_overall'])}. The difference from the line above is how far "

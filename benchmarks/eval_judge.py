@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
-from refine_agent.cache import identity_hash, judge_request_key
+from refine_agent.cache import judge_request_key
 from refine_agent.errors import InputError, ToolCallFailed, describe
 from refine_agent.images import Image
 from refine_agent.loop import derive_seed
@@ -23,12 +23,7 @@ from refine_agent.types import JudgeRequest, Round, Verdict
 
 UNREADABLE = "image_unreadable"  # in a failed verdict's info: no judgment was made, so try again next time
 
-__all__ = ["UNREADABLE", "eval_judge_key", "score_rounds"]
-
-
-def eval_judge_key(identity: dict[str, Any]) -> str:
-    """The key of an evaluation judge's verdicts in the run's store (``run.json``'s ``eval_judge.key``)."""
-    return identity_hash(identity)
+__all__ = ["UNREADABLE", "score_rounds"]
 
 
 async def score_rounds(store: RunStore, runtime: Runtime, judge: Any, key: str, *, run_seed: int, sample_id: str,

@@ -117,7 +117,7 @@ def _outcomes(rec: SampleRecord, evals: dict[int, Verdict] | None, cuts: Cuts) -
         final = c.best_round if c.best_round is not None else 0
         for index in (0, final):
             if index not in scores:
-                scores[index] = score_of(_judged(traj, evals, index))
+                scores[index] = score_of(judged(traj, evals, index))
         return Outcome(sample_id=rec.sample_id, category=category, one_shot=scores[0], final=scores[final],
                        final_round=final, rounds_used=c.n_rounds - 1, calls=_shared(c.calls_by_kind),
                        cost_usd=c.cost_usd, seconds=c.tool_seconds)
@@ -170,17 +170,17 @@ def _shared(calls: dict[str, int]) -> dict[str, int]:
     return _CALLS.setdefault(tuple(sorted(calls.items())), calls)
 
 
-def _judged(traj: Any, evals: dict[int, Verdict] | None, index: int) -> Verdict | None:
+def judged(traj: Any, evals: dict[int, Verdict] | None, index: int) -> Verdict | None:
     """The evaluation verdict of a round: from the evals table, or the loop's own verdict."""
     return evals.get(index) if evals is not None else traj.rounds[index].verdict
 
 
-def summary_budgets(run_info: dict[str, Any], collected: Collected) -> list[int]:
-    """The budgets summary.json lists: each one up to where the run's samples settle, and the run's own."""
-    top = int(run_info["config"]["budget"]["max_rounds"])
-    if run_info["config"].get("controller"):  # a controller run is known at budget 0 and at its own budget only
-        return sorted({0, top})
-    return sorted({*range(collected.settles(range(top + 1)) + 1), top})
+def summary_budgets(asked: Sequence[int], collected: Collected, controller: bool) -> list[int]:
+    """The budgets summary.json lists: each one up to where the run's samples settle, and the run's own (the
+    last asked). A controller run is known at budget 0 and at its own budget only: those are all it asks."""
+    if controller:
+        return list(asked)
+    return sorted({*range(collected.settles(asked) + 1), asked[-1]})
 
 
 def completeness(run_info: dict[str, Any], n_samples: int) -> dict[str, Any]:
@@ -201,10 +201,11 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
     """``summary.json``: the final budget's comparison at the top, every budget under ``by_budget`` (each one
     past the last that changes anything as ``{"same_as": k}``)."""
     top = int(run_info["config"]["budget"]["max_rounds"])
+    controller = bool(run_info["config"].get("controller"))
     asked: Sequence[int] = sorted(set(budgets)) if budgets is not None else (
-        [0, top] if run_info["config"].get("controller") else range(top + 1))
+        [0, top] if controller else range(top + 1))
     collected = collect(store, run_info, asked, policy)
-    shown = sorted(set(budgets)) if budgets is not None else summary_budgets(run_info, collected)
+    shown = list(asked) if budgets is not None else summary_budgets(asked, collected, controller)
     by_budget, not_replayable = budget_rows(collected, shown)
     final, _ = collected.outcomes(shown[-1])
     totals, errors = collected.totals, collected.errors

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from refine_agent.cache import identity_hash
 from refine_agent.config import ToolSpec
 from refine_agent.errors import InputError, describe
 from refine_agent.images import Image
@@ -18,25 +19,19 @@ from refine_agent.store import RunStore, SampleRecord, StoreCache
 from refine_agent.types import Verdict
 
 from .concurrency import for_each
-from .eval_judge import UNREADABLE, eval_judge_key, score_rounds
-
-
-def read_run(store: RunStore) -> dict[str, Any]:
-    info = store.read_run_info()
-    if info is None:
-        raise InputError(f"{store.dir} holds no run (no run.json); run 'refine-agent bench ... --run-dir "
-                         f"{store.dir}' first")
-    return info
+from .eval_judge import UNREADABLE, score_rounds
 
 
 async def rejudge(store: RunStore, spec: ToolSpec, *, max_samples: int = 8, runtime: RuntimeConfig | None = None,
-                  on_sample: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Evaluate every round of every finished sample with ``spec``; return the updated run info."""
-    info = read_run(store)
+                  on_sample: Callable[[Any], None] | None = None,
+                  info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate every round of every finished sample with ``spec``; return the updated run info. ``info`` is
+    the run's checked run.json when the caller has read it already."""
+    info = info if info is not None else store.require_run_info()
     judge = create_tool("judge", spec.spec, spec.options)
     identity = tool_identity(judge)
     same = identity == info["tools"]["judge"]
-    key = eval_judge_key(identity)
+    key = identity_hash(identity)
     seed = int(info["config"]["seed"])
     rt = Runtime(runtime or RuntimeConfig.model_validate(info["config"]["runtime"]), cache=StoreCache(store))
 

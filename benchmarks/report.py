@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refine_agent.atomic import write_atomic
 from refine_agent.errors import InputError
 from refine_agent.loop import LoopPolicy
 from refine_agent.outputs import FilesTarget
@@ -24,7 +24,7 @@ from refine_agent.store import RunStore, SampleRecord, open_run
 from refine_agent.textio import read_text
 from refine_agent.types import Verdict
 
-from .evaluate import eval_key
+from .evaluate import eval_key, judged
 from .metrics import Score, score_of
 from .replay import NotReplayable, cut
 from .report_html import budget_table, render
@@ -64,9 +64,6 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
     view.best_round, view.stop_reason = traj.best_round, traj.stop_reason.value
     evals: dict[int, Verdict] | None = store.evals(key, rec.sample_id) if key else None
 
-    def judged(i: int) -> Verdict | None:
-        return evals.get(i) if evals is not None else traj.rounds[i].verdict
-
     if not traj.rounds or traj.rounds[0].image is None:
         first = traj.rounds[0] if traj.rounds else None
         view.reason = f"the one-shot edit failed: {(first.error if first else None) or traj.stop_reason.value}"
@@ -78,7 +75,7 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
         except NotReplayable as exc:
             view.reason = str(exc)
     if view.final_round is not None:
-        view.one_shot, view.final = score_of(judged(0)), score_of(judged(view.final_round))
+        view.one_shot, view.final = score_of(judged(traj, evals, 0)), score_of(judged(traj, evals, view.final_round))
         view.outcome = classify(view.one_shot, view.final)
         if view.outcome == "error":
             bad = [f"{side} {s.status}" for side, s in (("one-shot", view.one_shot), ("final", view.final))
@@ -224,12 +221,7 @@ def make_report(run_dir: Path, out_dir: Path | None = None, *, max_samples: int 
     uris = {k: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii") for k, p in plots.items()}
     page = render(info, summary, data, uris, ablation, run_name=run_dir.resolve().name)
     out = out_dir / "report.html"
-    tmp = out.with_name(f".report.html.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out, page.encode("utf-8"))
     target.close()
     return Report(summary=summary, html=out, plots=out_dir / "plots")
 

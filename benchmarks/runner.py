@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from refine_agent import __version__
+from refine_agent.cache import identity_hash
 from refine_agent.config import RunConfig, ToolSpec, public_dump
 from refine_agent.errors import ConfigError, InputError, describe
 from refine_agent.images import Image
@@ -31,7 +32,7 @@ from refine_agent.types import Round, Trajectory
 from .concurrency import for_each
 from .datasets import load_dataset
 from .datasets.base import Dataset, Sample, SampleError, placeholder_id
-from .eval_judge import eval_judge_key, score_rounds
+from .eval_judge import score_rounds
 
 RUN_SCHEMA_VERSION = 1
 
@@ -125,7 +126,7 @@ class Bench:
     def run_info(self, dataset: Dataset) -> dict[str, Any]:
         ev = self.eval_tool
         ev_ident = tool_identity(ev) if ev is not None else tool_identity(self.tools.judge)
-        key = eval_judge_key(ev_ident)
+        key = identity_hash(ev_ident)
         return {
             "schema_version": RUN_SCHEMA_VERSION,
             "refine_agent_version": __version__,

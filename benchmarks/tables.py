@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from refine_agent.terminal import styled
+
 from .metrics import budget_row, same_as
 
 
@@ -109,7 +111,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         console.print("errors (excluded, never scored): " + ", ".join(f"{k} {v}" for k, v in s["errors"].items()),
                       soft_wrap=True)
     for w in s.get("warnings", []):
-        console.print(Text.assemble(("warning:", "yellow"), " ", w), soft_wrap=True)
+        console.print(styled(("warning:", "yellow"), " ", w), soft_wrap=True)
 
 
 def print_ablation(console: Console, a: dict[str, Any]) -> None:
@@ -117,7 +119,7 @@ def print_ablation(console: Console, a: dict[str, Any]) -> None:
                                f"{samples_label(a)}", console.width))
     console.print(f"replayable: {a['replayable']}", style="dim", soft_wrap=True)
     if a["eval_judge_is_loop_judge"]:
-        console.print(Text.assemble(("warning:", "yellow"), " the evaluation judge is the loop judge; gains are "
+        console.print(styled(("warning:", "yellow"), " the evaluation judge is the loop judge; gains are "
                                     "optimistic"), soft_wrap=True)
 
 
@@ -130,4 +132,4 @@ def print_judge_eval(console: Console, r: dict[str, Any]) -> None:
               ", ".join(f"{k} {v}" for k, v in r["failures"].items()) or "0")
     console.print(t)
     if r.get("note"):
-        console.print(Text.assemble(("note:", "yellow"), " ", r["note"]), soft_wrap=True)
+        console.print(styled(("note:", "yellow"), " ", r["note"]), soft_wrap=True)

@@ -1,4 +1,4 @@
-"""``refine_with_controller()`` (formerly ``agentic_refine()``, still an alias): a controller (e.g. a
+"""``refine_with_controller()`` (formerly ``agentic_refine()``): a controller (e.g. a
 tool-calling LLM) drives the refinement instead of the fixed policy. Setup, round 0 (the one-shot edit,
 judged, so the baseline is the same as ``refine()``'s) and the trajectory are ``loop.py``'s. Then the
 controller calls tools, one per turn:
@@ -236,9 +236,9 @@ async def refine_with_controller(
     budget = budget or Budget()
     refine_editor = refine_editor or editor
     if edited is None and editor is None:
-        raise ConfigError("agentic_refine() needs an editor, or an already edited image as round 0")
+        raise ConfigError("refine_with_controller() needs an editor, or an already edited image as round 0")
     if refine_editor is None:
-        raise ConfigError("agentic_refine() needs an editor for the controller's edits")
+        raise ConfigError("refine_with_controller() needs an editor for the controller's edits")
     runtime, bank = setup(source, runtime, bank, (("editor", editor), ("editor", refine_editor), ("judge", judge),
                                                   ("controller", controller)))
     loop = _ControllerLoop(controller, source=source, instruction=instruction, editor=editor,
@@ -254,6 +254,4 @@ async def refine_with_controller(
                        controller_log=loop.transcript)
 
 
-agentic_refine = refine_with_controller  # the name it had first; the CLI's session and older code use it
-
-__all__ = ["refine_with_controller", "agentic_refine", "default_turn_limit", "MAX_INVALID_TURNS"]
+__all__ = ["refine_with_controller", "default_turn_limit", "MAX_INVALID_TURNS"]

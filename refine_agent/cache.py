@@ -70,6 +70,11 @@ def cache_key(identity: dict[str, Any], op: str, *, images: list[str], text: str
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def judged_images(source: Any, edited: Any, mask: Any = None) -> list[str]:
+    """The hashes of the images a judgment (and a critique) depends on: source, edited and the mask, if any."""
+    return [source.sha256, edited.sha256] + ([mask.sha256] if mask is not None else [])
+
+
 def judge_request_key(identity: dict[str, Any], req: JudgeRequest) -> str:
     """The one cache key of a judgment, used by the loop, the bench's evaluation judge and rejudge alike.
 
@@ -77,9 +82,8 @@ def judge_request_key(identity: dict[str, Any], req: JudgeRequest) -> str:
     original instruction, the seed and the context (only when there is one), so a resumed run or a rejudge
     finds the judgments already made.
     """
-    images = [req.source.sha256, req.edited.sha256] + ([req.mask.sha256] if req.mask is not None else [])
-    return cache_key(identity, "judge", images=images, text=req.instruction, seed=req.seed,
-                     extra={"context": req.context} if req.context else None)
+    return cache_key(identity, "judge", images=judged_images(req.source, req.edited, req.mask),
+                     text=req.instruction, seed=req.seed, extra={"context": req.context} if req.context else None)
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from .budget import Budget, BudgetTracker
-from .cache import cache_key, judge_request_key
+from .cache import cache_key, judge_request_key, judged_images
 from .errors import ConfigError, InputError, ToolCallFailed
 from .images import Image, ImageBank, MemoryImageBank
 from .protocols import Critic, Editor, Judge, Tool, check_tool, tool_identity
@@ -149,10 +149,6 @@ class _Loop:
             self.failure = exc
         rnd.verdict = verdict
 
-    def _judged(self, edited: Image) -> list[str]:
-        """Image hashes a judgment depends on: source, edited and (if any) the judging mask."""
-        return [self.source.sha256, edited.sha256] + ([self.mask.sha256] if self.mask is not None else [])
-
     async def critique(self, rnd: Round) -> Critique | None:
         assert rnd.image is not None and rnd.verdict is not None
         critic = self.critic
@@ -166,8 +162,8 @@ class _Loop:
         # critique cached for another judge's verdicts.
         trail = [r.model_dump(mode="json", include={"index", "instruction", "base", "base_round", "image", "verdict",
                                                    "critique", "error"}) for r in self.rounds]
-        key = cache_key(tool_identity(critic), "critique", images=self._judged(edited), text=self.instruction,
-                        seed=seed, extra={"history": trail, "context": self.context})
+        key = cache_key(tool_identity(critic), "critique", images=judged_images(self.source, edited, self.mask),
+                        text=self.instruction, seed=seed, extra={"history": trail, "context": self.context})
         try:
             critique = await self._call("critic", critic, lambda: critic.critique(req), key, rnd,
                                         "critique")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import write_json
+from .atomic import write_atomic, write_json
 from .errors import InputError
 from .images import Image
 from .loop import RefineResult
@@ -50,6 +50,11 @@ def sha256_of(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def written_by_mark(files: dict[str, str] | None = None) -> dict[str, Any]:
+    """The mark a file of ours carries (``written_by``): this program, its version, and what it wrote."""
+    return {"program": PROGRAM, "version": __version__, **({"files": files} if files is not None else {})}
 
 
 def written_by_us(path: Path) -> dict[str, Any] | None:
@@ -119,8 +124,10 @@ def record_written(folder: Path, names: Iterable[str], *, pending: bool = False)
     already lists and still holds."""
     ledger = folder / LEDGER
     new = {n: PENDING if pending else sha256_of(folder / n) or "" for n in names}
-    files = {**_intact(folder, written_by_us(ledger)), **new}
-    write_json(ledger, {"written_by": {"program": PROGRAM, "version": __version__, "files": files}})
+    listed = (written_by_us(ledger) or {}).get("files")
+    kept = {k: v for k, v in listed.items() if k not in new} if isinstance(listed, dict) else {}
+    files = {**_intact(folder, {"files": kept}), **new}  # what is about to be replaced need not be hashed
+    write_json(ledger, {"written_by": written_by_mark(files)})
 
 
 @dataclass
@@ -202,10 +209,12 @@ class OutputDir:
         """Write the run's images and trajectory.json; drop our own stale rounds; return the trajectory path."""
         self.path.mkdir(parents=True, exist_ok=True)
         written: dict[str, str] = {}
+        encoded: dict[str, bytes] = {}  # by pixel hash: final.png is one of the rounds, encoded once
 
         def save(image: Image, name: str) -> None:
-            image.save(self.path / name)
-            written[name] = sha256_of(self.path / name) or ""
+            data = encoded.setdefault(image.sha256, image.png_bytes())
+            write_atomic(self.path / name, data)
+            written[name] = hashlib.sha256(data).hexdigest()  # the bytes we wrote, not read back
 
         save(source, "source.png")
         traj = result.trajectory
@@ -222,7 +231,7 @@ class OutputDir:
                 stale.unlink(missing_ok=True)
         data = {"refine_agent_version": __version__, **traj.model_dump(mode="json"),
                 "final_image": "final.png" if best is not None else None,
-                "written_by": {"program": PROGRAM, "version": __version__, "files": written}}
+                "written_by": written_by_mark(written)}
         if config is not None:
             data["config"] = config
         path = self.path / "trajectory.json"

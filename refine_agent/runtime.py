@@ -161,17 +161,13 @@ class Runtime:
         """
         per_loop = self._limiters.setdefault(asyncio.get_running_loop(), {})
         shared = tool_limiter_key(tool)
-        if shared is not None:
-            key: Hashable = ("limiter_key", shared)
-            entry = per_loop.get(key)
-            if entry is None:
-                entry = (None, asyncio.Semaphore(tool_capacity(tool)))
-                per_loop[key] = entry
-            return entry[1]
-        entry = per_loop.get(id(tool))
-        if entry is None or entry[0] is not tool:
-            entry = (tool, asyncio.Semaphore(tool_capacity(tool)))
-            per_loop[id(tool)] = entry
+        # a shared limiter belongs to its key (owner None); one's own to the instance (ids are reused)
+        key: Hashable = ("limiter_key", shared) if shared is not None else id(tool)
+        owner = None if shared is not None else tool
+        entry = per_loop.get(key)
+        if entry is None or entry[0] is not owner:
+            entry = (owner, asyncio.Semaphore(tool_capacity(tool)))
+            per_loop[key] = entry
         return entry[1]
 
     # -- retries ----------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ async def run_one(config: RunConfig, tools: Toolset, source: Image, instruction:
                   budget=config.budget, seed=config.seed, sample_id=sample_id,
                   runtime=runtime or Runtime(config.runtime), on_round=on_round, context=context, mask=mask)
     if tools.controller is not None:
-        from .agent import agentic_refine
+        from .agent import refine_with_controller
 
-        return await agentic_refine(source, instruction, controller=tools.controller, **common)  # type: ignore[arg-type]
+        return await refine_with_controller(source, instruction, controller=tools.controller, **common)  # type: ignore[arg-type]
     return await refine(source, instruction, critic=tools.critic, policy=config.policy, **common)  # type: ignore[arg-type]

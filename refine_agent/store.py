@@ -127,13 +127,11 @@ class RunStore:
         return self.db_path.is_file() and self.db_path.stat().st_size > 0
 
     def _create_tables(self) -> None:
-        with self._lock:  # all at once: a kill midway leaves an empty file, never half a schema
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():  # all at once: a kill midway leaves an empty file, never half a schema
             for statement in _TABLES.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(STORE_SCHEMA_VERSION),))
-            self._db.execute("COMMIT")
 
     def _open_writer(self) -> sqlite3.Connection:
         self._lockfile = writer_lock(self.dir)
@@ -196,6 +194,18 @@ class RunStore:
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock, self._damage_as_error():
             return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One commit (fsynced) for everything inside, or none of it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _damage_as_error(self) -> Iterator[None]:
@@ -334,21 +344,14 @@ class RunStore:
 
     def finish_sample(self, sample_id: str, index: int, category: str | None, instruction: str,
                       trajectory: Trajectory, inputs: SampleInputs, extra: dict[str, Any] | None = None) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM rounds WHERE sample_id=? AND round>=?",
-                                 (sample_id, len(trajectory.rounds)))
-                for rnd in trajectory.rounds:
-                    self._db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)",
-                                     (sample_id, rnd.index, rnd.model_dump_json()))
-                self._replace_sample(sample_id, index, category, instruction, "done", None, None,
-                                     trajectory.model_dump_json(), json.dumps(extra or {}, default=str),
-                                     inputs.model_dump_json())
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            self._db.execute("DELETE FROM rounds WHERE sample_id=? AND round>=?", (sample_id, len(trajectory.rounds)))
+            for rnd in trajectory.rounds:
+                self._db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)",
+                                 (sample_id, rnd.index, rnd.model_dump_json()))
+            self._replace_sample(sample_id, index, category, instruction, "done", None, None,
+                                 trajectory.model_dump_json(), json.dumps(extra or {}, default=str),
+                                 inputs.model_dump_json())
 
     def _replace_sample(self, sample_id: str, index: int, *values: Any) -> None:
         """One record per dataset position: a row once stored under a placeholder id ('row-7') and now
@@ -359,14 +362,8 @@ class RunStore:
 
     def fail_sample(self, sample_id: str, index: int, error: str, kind: str, category: str | None = None,
                     instruction: str | None = None) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._replace_sample(sample_id, index, category, instruction, "error", error, kind, None, "{}", None)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            self._replace_sample(sample_id, index, category, instruction, "error", error, kind, None, "{}", None)
 
     def finished(self, *, include_errors: bool = False) -> set[str]:
         statuses = ("done", "error") if include_errors else ("done",)

@@ -11,7 +11,7 @@ from refine_agent.tools.synthetic.generate import make_sample
 from typer.testing import CliRunner
 
 from refine_agent import Budget, Runtime, RuntimeConfig, refine
-from refine_agent.agent import agentic_refine
+from refine_agent.agent import refine_with_controller
 from refine_agent.budget import BudgetTracker
 from refine_agent.cli import app
 from refine_agent.images import Image
@@ -175,9 +175,11 @@ async def test_the_llm_controller_drives_the_loop(fake_api: FakeAPI) -> None:
     fake_api.script("chat", chat_reply(None, tool_calls=[("judge", {"image": "1"})]))
     fake_api.script("chat", chat_reply(SC), chat_reply(PQ))  # the judge of round 1
     fake_api.script("chat", chat_reply(None, tool_calls=[("finish", {"image": "1", "reason": "good"})]))
-    res = await agentic_refine(s.image(), s.instruction, controller=tool("controller", "llm:openai:ctrl", fake_api),
-                               editor=create_tool("editor", "sim"), judge=tool("judge", "openai:judge", fake_api),
-                               budget=Budget(max_rounds=2), runtime=Runtime(FAST))
+    res = await refine_with_controller(s.image(), s.instruction,
+                                       controller=tool("controller", "llm:openai:ctrl", fake_api),
+                                       editor=create_tool("editor", "sim"),
+                                       judge=tool("judge", "openai:judge", fake_api),
+                                       budget=Budget(max_rounds=2), runtime=Runtime(FAST))
     t = res.trajectory
     assert t.stop_reason is StopReason.controller_finished and t.best_round == 1 and len(t.rounds) == 2
     assert t.controller == "llm:openai:ctrl" and [e.name for e in t.controller_log] == ["edit", "judge", "finish"]

@@ -13,7 +13,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from ..config import ToolSpec, parse_key_values
-from ..outputs import write_json
+from ..errors import InputError
+from ..outputs import FilesTarget, check_file, out_path, write_json
 from ..terminal import text_column
 from .app import console, fail, handled
 from .options import config_from_flags, seed_option, with_run_options
@@ -49,12 +50,6 @@ def _open_run(run_dir: Path, *, writer: bool = False) -> tuple[Any, dict[str, An
     from ..store import open_run
 
     return open_run(run_dir, writer=writer)
-
-
-def _input_error(msg: str) -> Exception:
-    from ..errors import InputError
-
-    return InputError(msg)
 
 
 def _summarize_and_print(store: Any, info: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
@@ -112,7 +107,7 @@ def bench(
         budget_list = parse_budgets(budgets) if budgets else None
         if budget_list is not None:
             if flags.get("max_rounds") not in (None, budget_list[-1]):
-                raise _input_error("--budgets sets the run's budget to its largest value; drop --max-rounds")
+                raise InputError("--budgets sets the run's budget to its largest value; drop --max-rounds")
             flags["max_rounds"] = budget_list[-1]
         cfg = config_from_flags(**flags)
         settings = BenchSettings(
@@ -120,12 +115,11 @@ def bench(
             max_samples=max_samples,
             eval_judge=ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
             if eval_judge else None)
-        from ..outputs import out_path
         from ..store import RunStore
 
         run_dir = out_path(run_dir)
         if resume and not (run_dir / "run.json").is_file():
-            raise _input_error(f"--resume: {run_dir} holds no run to continue (no run.json); drop --resume to start "
+            raise InputError(f"--resume: {run_dir} holds no run to continue (no run.json); drop --resume to start "
                                "a new run there")
         with RunStore(run_dir, writer=True) as store:
             with _progress() as bar:
@@ -165,17 +159,18 @@ def rejudge(
 
     with handled():
         spec = ToolSpec(spec=eval_judge, options=parse_key_values(eval_judge_opt, "--eval-judge-opt"))
-        store, _info = _open_run(run_dir, writer=True)
+        store, run_info = _open_run(run_dir, writer=True)
         with store:
-            check_no_shrink(store.dir / "summary.json", sum(store.count_samples().values()), force=force)
+            counts = store.count_samples()
+            check_no_shrink(store.dir / "summary.json", sum(counts.values()), force=force)
             with _progress() as bar:
-                task = bar.add_task("rejudging", total=store.count_samples().get("done", 0), rounds=0, errors=0,
-                                    calls=0, cost=0.0)
+                task = bar.add_task("rejudging", total=counts.get("done", 0), rounds=0, errors=0, calls=0, cost=0.0)
 
                 def advance(stats: Any) -> None:
                     bar.update(task, advance=1, calls=sum(stats.calls.values()), cost=stats.cost_usd)
 
-                info = asyncio.run(run_rejudge(store, spec, max_samples=max_samples, on_sample=advance))
+                info = asyncio.run(run_rejudge(store, spec, max_samples=max_samples, on_sample=advance,
+                                               info=run_info))
             summary = _summarize_and_print(store, info, force=force)
         _exit_if_nothing_scored(summary)
 
@@ -190,7 +185,6 @@ def export(
     from refine_agent.benchmarks.export import check_format
     from refine_agent.benchmarks.export import export as run_export
 
-    from ..outputs import FilesTarget
 
     with handled():
         check_format(fmt)
@@ -215,7 +209,6 @@ def ablate(
     ablation-<what it replays>.json, so it never replaces the ablation.json of 'bench --budgets'."""
     from refine_agent.benchmarks.ablate import ablation_file, parse_budgets
 
-    from ..outputs import FilesTarget
 
     with handled():
         overrides = {"threshold": threshold, "patience": patience, "stop_on_pass": False if keep_going else None}
@@ -244,7 +237,6 @@ def judge_eval(
     from refine_agent.benchmarks.judge_eval import judge_eval as run_judge_eval
     from refine_agent.benchmarks.tables import print_judge_eval
 
-    from ..outputs import check_file
     from ..registry import create_tool
     from ..runtime import Runtime
 
