@@ -291,3 +291,16 @@ def test_transport_options_are_nested_and_the_flat_spelling_still_works(monkeypa
     with pytest.raises(ConfigError):
         create_tool("judge", "openai:gpt-x", {"base_url": "http://127.0.0.1:9/v1", "rpm": 0})
     assert VLMJudge("m", chat=FunctionChat(lambda call: "", capacity=2)).capacity == 2
+
+
+def test_an_http_backend_takes_its_transport_as_options_a_dict_or_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openai", reason="the api extra installs the openai SDK")
+    from refine_agent.tools.api.backend import make_chat
+    from refine_agent.tools.api.options import APIOptions
+
+    given = make_chat("openai", "m", {"base_url": "http://127.0.0.1:9/v1", "api_key": "k", "max_concurrency": 3})
+    assert given.endpoints.urls == ["http://127.0.0.1:9/v1"] and given.capacity == 3  # type: ignore[attr-defined]
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    assert make_chat("openai", "m", None).endpoints.urls == ["https://api.openai.com/v1"]  # type: ignore[attr-defined]
+    typed = make_chat("openai", "m", APIOptions(base_url="http://127.0.0.1:8/v1", api_key="k"))
+    assert typed.endpoints.urls == ["http://127.0.0.1:8/v1"]  # type: ignore[attr-defined]
