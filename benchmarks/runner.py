@@ -22,7 +22,7 @@ from refine_agent.cache import identity_hash
 from refine_agent.config import RunConfig, ToolSpec, public_dump
 from refine_agent.errors import ConfigError, InputError, describe
 from refine_agent.images import Image
-from refine_agent.protocols import close_tools, tool_identity
+from refine_agent.protocols import close_tools, load_tools, tool_identity
 from refine_agent.registry import create_tool
 from refine_agent.runtime import Runtime
 from refine_agent.session import Toolset, build_tools, run_one
@@ -142,7 +142,9 @@ class Bench:
                            "identity": ev_ident, "is_loop_judge": ev is None, "key": key},
         }
 
-    def prepare(self, resume: bool) -> Dataset:
+    def prepare(self, resume: bool, *, load: bool = False) -> Dataset:
+        """Open the dataset, check a resumed run matches, and record the run. With ``load``, local models load
+        before the run is recorded, so a model that cannot load leaves no run behind."""
         dataset = load_dataset(self.settings.dataset, limit=self.settings.limit, seed=self.config.seed,
                                options=self.settings.dataset_options)
         info = self.run_info(dataset)
@@ -161,15 +163,22 @@ class Bench:
                 info["resumes"] = [*old.get("resumes", []), {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                                              "limit": self.settings.limit,
                                                              "max_samples": self.settings.max_samples}]
+        if load:
+            asyncio.run(self.load())
         self.store.write_run_info(info)
         self.info = info
         return dataset
+
+    async def load(self) -> None:
+        await self.tools.load()
+        await load_tools(self.eval_tool)
 
     # -- samples -------------------------------------------------------------------------------------------
     async def run(self, dataset: Dataset) -> None:
         done = await asyncio.to_thread(self.store.finished)
         self.progress.total = dataset.size
         try:
+            await self.load()  # idempotent: loaded in prepare() when the CLI runs it
             # One task per sample, at most max_samples at once: the scheduling work grows with the samples,
             # never with the cap (a cap far above the dataset starts no idle workers). A failure of the store
             # itself ends the run with its error instead of hanging.

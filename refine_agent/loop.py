@@ -8,6 +8,7 @@ larger budget, which is what makes budget ablations replayable from one run.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -133,6 +134,7 @@ class _Loop:
             self.failure = exc
             return
         rnd.image = self.bank.put(result.image)
+        rnd.edit_info = json.loads(json.dumps(result.info, default=str))  # a record: plain JSON only
 
     async def judge_round(self, rnd: Round) -> None:
         assert rnd.image is not None

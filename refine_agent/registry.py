@@ -49,6 +49,8 @@ BUILTINS: tuple[ToolEntry, ...] = (
               "baseline: re-run the original instruction from the source with a new seed"),
     ToolEntry("editor", "openai", "refine_agent.tools.editors.openai_images:OpenAIImageEditor",
               "OpenAI Images edit endpoint (openai:gpt-image-1) or a compatible server", extra="api"),
+    ToolEntry("editor", "diffusers", "refine_agent.tools.editors.diffusion.editor:DiffusersEditor",
+              "open-weight editing pipeline on your GPUs (diffusers:PATH), with dynamic batching", extra="local"),
     ToolEntry("judge", "openai", "refine_agent.tools.judges.vlm:OpenAIJudge",
               "VLM judge over the OpenAI-compatible Chat API (OpenAI, vLLM, DashScope, ...)", extra="api"),
     ToolEntry("judge", "anthropic", "refine_agent.tools.judges.vlm:AnthropicJudge",

@@ -25,6 +25,12 @@ class Toolset:
 
         return {k: tool_identity(v) for k, v in vars(self).items() if v is not None}
 
+    async def load(self) -> None:
+        """Load local models now (``ToolHooks.load``), so a folder that cannot load fails before any sample."""
+        from .protocols import load_tools
+
+        await load_tools(*vars(self).values())
+
     async def aclose(self) -> None:
         from .protocols import close_tools
 

@@ -279,6 +279,9 @@ class Round(BaseModel):
     seconds: dict[str, float] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     calls: list[CallRecord] = Field(default_factory=list)
+    edit_info: dict[str, Any] = Field(default_factory=dict)
+    """What the editor reported about this edit (``EditResult.info``), e.g. a local editor's batch size and
+    its share of the batch's time."""
     error: str | None = None
 
     @property

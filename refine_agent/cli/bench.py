@@ -122,18 +122,18 @@ def bench(
             raise InputError(f"--resume: {run_dir} holds no run to continue (no run.json); drop --resume to start "
                                "a new run there")
         with RunStore(run_dir, writer=True) as store:
+            # tools are built, and local models loaded, before the progress bar: their errors stand alone
+            runner = Bench(cfg, settings, store)
+            data = runner.prepare(resume, load=True)
             with _progress() as bar:
                 task = bar.add_task("samples", total=None, rounds=0, errors=0, calls=0, cost=0.0)
-                runner: Bench | None = None
 
                 def update(p: Any) -> None:
-                    stats = runner.runtime.stats if runner is not None else None
+                    stats = runner.runtime.stats
                     bar.update(task, total=p.total, completed=p.done + p.errors + p.skipped, rounds=p.rounds,
-                               errors=p.errors, calls=sum(stats.calls.values()) if stats else 0,
-                               cost=stats.cost_usd if stats else 0.0)
+                               errors=p.errors, calls=sum(stats.calls.values()), cost=stats.cost_usd)
 
-                runner = Bench(cfg, settings, store, on_progress=update)
-                data = runner.prepare(resume)
+                runner.on_progress = update
                 try:
                     asyncio.run(runner.run(data))
                 except KeyboardInterrupt:

@@ -38,6 +38,7 @@ def _run(source: Path, edited: Path | None, instruction: str, out: Path | None, 
 
             async def run_and_close() -> object:
                 try:
+                    await tools.load()
                     return await run_one(cfg, tools, src, instruction, edited=given, sample_id=source.stem,
                                          on_round=on_round)
                 finally:
