@@ -305,7 +305,7 @@ def build_qwen_edit_plus(folder: Path) -> Path:
 
 
 def build_flux_kontext(folder: Path) -> Path:
-    """FluxKontextPipeline: CLIP + T5 encoders, guidance-embedding transformer, 1-channel VAE (scale factor 1)."""
+    """FluxKontextPipeline: CLIP + T5 encoders, guidance-embedding transformer, 1-channel VAE (scale factor 8)."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
     from transformers import T5Config, T5EncoderModel
 
@@ -330,9 +330,11 @@ def build_flux_kontext(folder: Path) -> Path:
     torch.manual_seed(0)
     text_encoder_2 = T5EncoderModel(t5_config)
     torch.manual_seed(0)
-    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.0609, scaling_factor=1.5035)
+    # Four blocks: a scale factor of 8 as the real VAE, so a 192x192 scene is 144 packed tokens, not 9,216.
+    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4, 4, 4, 4),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, latent_channels=1, norm_num_groups=1, use_quant_conv=False,
+                        use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
     pipe = FluxKontextPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder, tokenizer=clip,
         text_encoder_2=text_encoder_2, tokenizer_2=t5, transformer=transformer, image_encoder=None,

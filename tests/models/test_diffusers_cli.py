@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 from refine_agent.cli import app
 from refine_agent.store import RunStore
 
+from .test_diffusers_editor import EVERY_CLASS
+from .test_diffusers_editor import FAST as FAST_OPTIONS
+
 Pipelines = Callable[[str], Path]
 FAST = ["-E", "num_inference_steps=2"]
 
@@ -37,19 +40,38 @@ def scene(tmp_path: Path) -> tuple[Path, str]:
     return path, sample.instruction
 
 
-@pytest.mark.parametrize("name", ["ip2p", "flux_kontext", "qwen_edit"])
-def test_edit_with_a_diffusers_editor(pipelines: Pipelines, scene: tuple[Path, str], tmp_path: Path,
-                                      name: str) -> None:
+def class_options(name: str) -> list[str]:
+    """The -E options each tiny pipeline needs (the custom class by import path, a small Qwen conditioning)."""
+    out: list[str] = []
+    for key, value in FAST_OPTIONS[name].items():
+        out += ["-E", f"{key}={json.dumps(value) if isinstance(value, dict) else value}"]
+    return out
+
+
+@pytest.mark.parametrize("name", EVERY_CLASS)
+def test_edit_with_every_pipeline_class(pipelines: Pipelines, scene: tuple[Path, str], tmp_path: Path,
+                                        name: str) -> None:
     path, instruction = scene
-    extra = ["-E", "condition_area=4096"] if name == "qwen_edit" else []
-    r = invoke("edit", str(path), instruction, "--editor", f"diffusers:{pipelines(name)}", *FAST, *extra,
-               "--max-rounds", "1", "--out", str(tmp_path / "out"))
+    r = invoke("edit", str(path), instruction, "--editor", f"diffusers:{pipelines(name)}", *FAST,
+               *class_options(name), "--max-rounds", "1", "--out", str(tmp_path / "out"))
     assert r.exit_code in (0, 1), r.output  # 1: the random-weight edit did not pass the judge
     data = json.loads((tmp_path / "out" / "trajectory.json").read_text())
     first = data["rounds"][0]
-    assert first["image"]
+    assert first["image"] and first["editor"].startswith("diffusers:")
     assert first["edit_info"]["batch_size"] == 1 and first["edit_info"]["device"] == "cpu"
     assert (tmp_path / "out" / "final.png").is_file()
+
+
+@pytest.mark.parametrize("name", EVERY_CLASS)
+def test_bench_with_every_pipeline_class(pipelines: Pipelines, tmp_path: Path, name: str) -> None:
+    run = tmp_path / "run"
+    r = invoke("bench", "synthetic", "--run-dir", str(run), "--limit", "2", "--max-rounds", "0",
+               "--editor", f"diffusers:{pipelines(name)}", *FAST, *class_options(name))
+    assert r.exit_code in (0, 1), r.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_samples"] == 2 and summary["errors"] == {}
+    tools = json.loads((run / "run.json").read_text())["tools"]
+    assert tools["editor"]["params"]["fingerprint"]
 
 
 def test_refine_with_a_fixed_diffusers_executor_for_re_edits(pipelines: Pipelines, scene: tuple[Path, str],

@@ -124,6 +124,21 @@ async def test_running_out_of_memory_retries_smaller_batches_then_fails_clearly(
         await big.edit(request(image=picture(96, 96)))
 
 
+async def test_a_custom_pipeline_that_takes_a_mask_gets_the_requests_mask(pipelines: Pipelines) -> None:
+    tool = editor(pipelines, "custom", pipeline="tests.custom_pipelines:MaskedRenamedPipeline",
+                  arguments={"prompt": "text", "image": "input_image", "num_inference_steps": "steps",
+                             "mask": "mask_img"})
+    source = picture(32, 32)
+    left = np.zeros((32, 32, 3), np.uint8)
+    left[:, :16] = 255
+    out = await tool.edit(EditRequest(image=source, instruction="make it red", seed=1, mask=Image(left)))
+    assert np.array_equal(out.image.array[:, 16:], source.array[:, 16:])  # black: kept
+    assert not np.array_equal(out.image.array[:, :16], source.array[:, :16])
+    assert "mask_ignored" not in out.info
+    plain = await editor(pipelines, "ip2p").edit(EditRequest(image=source, instruction="x", seed=1, mask=Image(left)))
+    assert plain.info["mask_ignored"] is True
+
+
 async def test_editor_and_refine_editor_on_one_folder_load_it_once(pipelines: Pipelines) -> None:
     a = editor(pipelines, "ip2p")
     b = editor(pipelines, "ip2p", guidance_scale=3.0)

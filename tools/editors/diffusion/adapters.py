@@ -29,6 +29,7 @@ class EditAdapter:
     max_batch: ClassVar[int] = 64  # edits one call can take
     multiple: ClassVar[int] = 8  # output sides are multiples of this (the VAE's, and packing's, factor)
     sizes_output: ClassVar[bool] = True  # takes height and width (else its output is the input's size)
+    takes_mask: ClassVar[bool] = False  # gets the request's mask (white: may change)
     uses_qwen_processor: ClassVar[bool] = False
 
     def check(self, options: DiffusersOptions) -> None:
@@ -55,8 +56,10 @@ class EditAdapter:
         """The generation options for the call: the user's, else the adapter's defaults."""
         return {**{k: v for k, v in self.defaults.items() if k in self.takes}, **gen.given()}
 
-    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any]) -> dict[str, Any]:
-        """The pipeline call's keyword arguments for one batch (lists, one entry per edit)."""
+    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any],
+               masks: list[Any] | None = None) -> dict[str, Any]:
+        """The pipeline call's keyword arguments for one batch (lists, one entry per edit). ``masks`` (white:
+        may change) reach only pipelines that take one (a custom pipeline that maps ``mask``)."""
         settings = self.settings(gen)
         kw: dict[str, Any] = {"prompt": prompts, "image": images, "generator": generators, "output_type": "np"}
         # condition_area is no argument: the service applies it around the call (qwen_area.py)
@@ -101,7 +104,7 @@ class QwenImageEdit(EditAdapter):
         super().check(options)
         if options.true_cfg_scale is not None and options.true_cfg_scale > 1 and options.negative_prompt == "":
             raise ConfigError(f"{self.class_name}: true_cfg_scale applies only with a non-empty negative_prompt "
-                              "(the model card uses ' ')")
+                              "(leave negative_prompt unset for the model card's ' ')")
 
 
 
@@ -111,7 +114,8 @@ class QwenImageEditPlus(QwenImageEdit):
     class_name = "QwenImageEditPlusPipeline"
     max_batch = 1
 
-    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any]) -> dict[str, Any]:
+    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any],
+               masks: list[Any] | None = None) -> dict[str, Any]:
         kw = super().kwargs(gen, prompts, images, generators)
         kw["prompt"], kw["image"] = prompts[0], [images[0]]  # image: its list of references
         if "negative_prompt" in kw:
@@ -130,7 +134,8 @@ class FluxKontext(EditAdapter):
             raise ConfigError("FluxKontextPipeline: max_area sets the size for output_size=native; with "
                               "output_size=keep the input's size is used")
 
-    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any]) -> dict[str, Any]:
+    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any],
+               masks: list[Any] | None = None) -> dict[str, Any]:
         kw = super().kwargs(gen, prompts, images, generators)
         if "width" in kw:  # keep: max_area would override height and width, and auto-resize the input
             kw["max_area"] = kw["width"] * kw["height"]
@@ -144,7 +149,8 @@ class Flux2Klein(EditAdapter):
     max_batch = 1  # its image argument is a list of references for one prompt
     multiple = 16
 
-    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any]) -> dict[str, Any]:
+    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any],
+               masks: list[Any] | None = None) -> dict[str, Any]:
         kw = super().kwargs(gen, prompts, images, generators)
         kw["prompt"], kw["image"], kw["generator"] = prompts[0], images[0], generators[0]
         return kw
@@ -153,7 +159,7 @@ class Flux2Klein(EditAdapter):
 ADAPTERS: dict[str, type[EditAdapter]] = {a.class_name: a for a in (
     InstructPix2Pix, SDXLInstructPix2Pix, QwenImageEdit, QwenImageEditPlus, FluxKontext, Flux2Klein)}
 
-OUR_ARGUMENTS = ("prompt", "image", "generator", "output_type", "height", "width", *GENERATION_OPTIONS)
+OUR_ARGUMENTS = ("prompt", "image", "generator", "output_type", "height", "width", "mask", *GENERATION_OPTIONS)
 
 
 class CustomPipeline(EditAdapter):
@@ -181,18 +187,29 @@ class CustomPipeline(EditAdapter):
                                   f"-E arguments='{{\"{needed}\": \"its_name\"}}'")
         self.takes = frozenset(n for n in GENERATION_OPTIONS if n in self.names)  # type: ignore[misc]
         self.sizes_output = "height" in self.names and "width" in self.names  # type: ignore[misc]
+        self.takes_mask = "mask" in self.names  # type: ignore[misc]
 
     def default_batch(self) -> int:
         return 1  # unknown code: lists of prompts may not be supported; raise max_batch_size if they are
 
-    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any]) -> dict[str, Any]:
+    def kwargs(self, gen: Generation, prompts: list[str], images: list[Any], generators: list[Any],
+               masks: list[Any] | None = None) -> dict[str, Any]:
         ours = super().kwargs(gen, prompts, images, generators)
         if "output_type" not in self.names:
             ours.pop("output_type")
+        if "mask" in self.names:  # e.g. UltraEdit's mask_img; no mask: all white, a free-form edit
+            ours["mask"] = [m if m is not None else _white(i) for m, i in zip(masks or [None] * len(images), images,
+                                                                           strict=True)]
         return {self.names[k]: v for k, v in ours.items() if k in self.names}
 
     def pipeline_class(self) -> type:
         return self.cls
+
+
+def _white(image: Any) -> Any:
+    from PIL import Image as PILImage
+
+    return PILImage.new("RGB", image.size, (255, 255, 255))
 
 
 def adapter_for(class_name: str) -> EditAdapter:

@@ -90,7 +90,11 @@ class DiffusersEditor(ToolBase[DiffusersOptions]):
                          negative_prompt=o.negative_prompt, max_area=o.max_area, condition_area=o.condition_area,
                          output_size=o.output_size, input_size=req.image.size, max_batch=self.max_batch,
                          wait_s=o.batch_wait_ms / 1000.0)
-        job = Job(gen=gen, image=req.image.to_pil().convert("RGB"), prompt=req.instruction, seed=req.seed)
+        image = req.image.to_pil().convert("RGB")
+        mask = None
+        if req.mask is not None and self.plan.adapter.takes_mask:
+            mask = req.mask.to_pil().convert("RGB").resize(image.size)
+        job = Job(gen=gen, image=image, prompt=req.instruction, seed=req.seed, mask=mask)
         return await self._service.submit(job)
 
     async def edit(self, req: EditRequest) -> EditResult:
@@ -105,6 +109,6 @@ class DiffusersEditor(ToolBase[DiffusersOptions]):
         info: dict[str, Any] = {"pipeline": self.plan.adapter.class_name, "returned_size": list(returned),
                                 "batch_size": out.batch_size, "batch_s": round(out.batch_s, 4),
                                 "batch_share_s": round(out.batch_s / out.batch_size, 4), "device": out.device}
-        if req.mask is not None:
-            info["mask_ignored"] = True  # these pipelines edit the whole image
+        if req.mask is not None and not self.plan.adapter.takes_mask:
+            info["mask_ignored"] = True  # this pipeline edits the whole image
         return EditResult(image=image, info=info)

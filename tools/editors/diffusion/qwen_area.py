@@ -26,7 +26,7 @@ def _scaled(original: Callable[..., Any]) -> Callable[..., Any]:
     def calculate_dimensions(target_area: float, ratio: float) -> Any:
         scale = getattr(_state, "scale", None)
         if scale is not None:
-            target_area = max(32 * 32 * 4, target_area * scale)  # keeps each side at least one 32-pixel block
+            target_area = max(64 * 64, target_area * scale)  # sides stay at least about 64 pixels
         return original(target_area, ratio)
 
     return calculate_dimensions

@@ -36,6 +36,7 @@ class Job:
     image: Any  # PIL RGB
     prompt: str
     seed: int
+    mask: Any = None  # PIL RGB, white = may change, at the image's size
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ class PipelineService:
 
         gen = jobs[0].gen
         generators = [torch.Generator("cpu").manual_seed(job.seed) for job in jobs]
-        kwargs = self.plan.adapter.kwargs(gen, [j.prompt for j in jobs], [j.image for j in jobs], generators)
+        kwargs = self.plan.adapter.kwargs(gen, [j.prompt for j in jobs], [j.image for j in jobs], generators,
+                                          [j.mask for j in jobs])
         start = time.perf_counter()
         try:
             with torch.inference_mode(), condition_area(gen.condition_area):

@@ -54,7 +54,7 @@ class DiffusersOptions(BaseModel):
     negative_prompt: str | None = None
     max_area: int | None = Field(default=None, ge=64 * 64, description="FLUX Kontext: the output's area in "
                                  "pixels when output_size=native (default 1024*1024)")
-    condition_area: int | None = Field(default=None, ge=32 * 32, description="Qwen-Image-Edit: the area the "
+    condition_area: int | None = Field(default=None, ge=64 * 64, description="Qwen-Image-Edit: the area the "
                                        "input image is resized to for conditioning (default 1024*1024, as "
                                        "trained; lower is faster and changes outputs)")
     output_size: Literal["keep", "native"] = Field(default="keep", description="keep: generate at the input's "
