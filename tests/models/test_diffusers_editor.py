@@ -87,6 +87,16 @@ async def test_concurrent_edits_share_a_batch_and_match_single_edits(pipelines: 
     print(f"batched vs single: max |diff| {worst:.2e}; {differ} of {total} 8-bit values differ")
 
 
+async def test_each_replica_takes_the_next_batch_and_gives_the_same_pixels(pipelines: Pipelines) -> None:
+    # two CPU "devices": two replicas, each with its own worker thread, as two GPUs would be
+    tool = editor(pipelines, "ip2p", devices=["cpu:0", "cpu:1"], max_batch_size=2)
+    assert tool.capacity == 4
+    same = request(seed=5)
+    results = await asyncio.gather(*(tool.generate(same) for _ in range(6)))
+    assert {g.device for g in results} == {"cpu:0", "cpu:1"} and all(g.batch_size == 2 for g in results)
+    assert max(float(np.abs(g.pixels - results[0].pixels).max()) for g in results) < 1e-5
+
+
 async def test_batch_size_one_reruns_are_bit_exact(pipelines: Pipelines) -> None:
     tool = editor(pipelines, "ip2p", max_batch_size=1)
     first = await asyncio.gather(*(tool.generate(request(seed=s)) for s in range(3)))

@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,8 +160,18 @@ def resolve_dtype(name: str, devices: tuple[str, ...]) -> str:
     return "float32"  # CPU: half precision is slow or unsupported there
 
 
+_LOADING = threading.Lock()
+
+
 def load_replica(plan: Plan, device: str) -> Any:
-    """Load the pipeline onto ``device`` (blocking: call it from a worker thread)."""
+    """Load the pipeline onto ``device`` (blocking: call it from a worker thread). One load at a time in a
+    process: diffusers and accelerate load on the meta device by patching torch globally, so two loads in
+    two threads corrupt each other ("Cannot copy out of meta tensor")."""
+    with _LOADING:
+        return _load(plan, device)
+
+
+def _load(plan: Plan, device: str) -> Any:
     import torch
 
     options, folder = plan.options, plan.folder

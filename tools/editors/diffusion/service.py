@@ -78,7 +78,7 @@ class PipelineService:
 
     @classmethod
     async def start(cls, plan: Plan) -> PipelineService:
-        """Load a replica on every device, side by side."""
+        """Load a replica on every device (one after another: see ``load_replica``)."""
         replicas: list[Replica] = []
         try:
             loads = [asyncio.to_thread(load_replica, plan, device) for device in plan.devices]
