@@ -8,11 +8,11 @@ twice holds the same weights. `build(name, root)` builds `root/name` once; the b
 Sizes are as small as the pipelines allow (hidden sizes 8-32, one or two layers), so a two-image, two-step
 edit of a 32x32 image (64x64 for Flux2Klein, whose minimum side is 64) takes well under a second on one CPU
 thread. The Qwen-Image-Edit pipelines still resize their conditioning image to about 1 MP whatever the input
-size (seconds per call here); shrink it by setting the module globals their `__call__` reads.
+size (seconds per call here); the editor's `condition_area` option shrinks it.
 
 The Qwen pipelines' `processor/` folder has the stock layout, but the stock Qwen2VLProcessor needs torchvision;
-without it load them with `processor=image_only_processor(folder)` from
-`refine_agent.tools.editors.diffusion.qwen_processor`.
+without it load them with `processor=load_processor(folder / "processor")` from
+`refine_agent.tools.local.vlm_processor`.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def _write_qwen_processor_files(processor_dir: Path) -> None:
     """The processor/ layout of the real Qwen-Image-Edit repos: tokenizer, image and video processor configs.
 
     The video config is only read by the stock Qwen2VLProcessor (with torchvision); without torchvision use
-    `image_only_processor` from `refine_agent.tools.editors.diffusion.qwen_processor`.
+    `load_processor` from `refine_agent.tools.local.vlm_processor`.
     """
     processor_dir.mkdir(parents=True, exist_ok=True)
     qwen_tokenizer().save_pretrained(processor_dir)
@@ -253,12 +253,12 @@ def _write_qwen_processor_files(processor_dir: Path) -> None:
 def _build_qwen_edit(folder: Path, pipeline_class_name: str) -> Path:
     import diffusers
     from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
-    from refine_agent.tools.editors.diffusion.qwen_processor import image_only_processor
+    from refine_agent.tools.local.vlm_processor import load_processor
 
     # The stock Qwen2VLProcessor cannot be built without torchvision, so write its files first and build the
     # pipeline around the image-only processor read back from them.
     _write_qwen_processor_files(folder / "processor")
-    processor = image_only_processor(folder)
+    processor = load_processor(folder / "processor")
     tokenizer = qwen_tokenizer()
     text_encoder = _qwen_vl_text_encoder(tokenizer)
     torch.manual_seed(0)
@@ -295,7 +295,7 @@ def _build_qwen_edit(folder: Path, pipeline_class_name: str) -> Path:
 
 
 def build_qwen_edit(folder: Path) -> Path:
-    """QwenImageEditPipeline; load it with `processor=image_only_processor(folder)` when torchvision is absent."""
+    """QwenImageEditPipeline; load it with `processor=load_processor(folder / "processor")` without torchvision."""
     return _build_qwen_edit(folder, "QwenImageEditPipeline")
 
 

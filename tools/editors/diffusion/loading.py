@@ -178,10 +178,10 @@ def _load(plan: Plan, device: str) -> Any:
     kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.dtype)}
     try:
         if plan.adapter.uses_qwen_processor:
-            from .qwen_processor import image_only_processor, needs_image_only_processor
+            from refine_agent.tools.local.vlm_processor import load_processor, torchvision_available
 
-            if needs_image_only_processor():  # the stock processor needs torchvision
-                kwargs["processor"] = image_only_processor(folder.path)
+            if not torchvision_available():  # the stock processor builds a video processor, which needs it
+                kwargs["processor"] = load_processor(folder.path / "processor")
         pipe = plan.adapter.pipeline_class().from_pretrained(folder.path, **kwargs)
         if options.scheduler is not None:
             pipe.scheduler = scheduler_class(options.scheduler).from_config(pipe.scheduler.config)
