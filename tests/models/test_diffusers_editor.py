@@ -90,7 +90,7 @@ async def test_concurrent_edits_share_a_batch_and_match_single_edits(pipelines: 
 async def test_each_replica_takes_the_next_batch_and_gives_the_same_pixels(pipelines: Pipelines) -> None:
     # two CPU "devices": two replicas, each with its own worker thread, as two GPUs would be
     tool = editor(pipelines, "ip2p", devices=["cpu:0", "cpu:1"], max_batch_size=2)
-    assert tool.capacity == 4
+    assert tool.capacity == 8  # a batch for each replica, and as many again queued
     same = request(seed=5)
     results = await asyncio.gather(*(tool.generate(same) for _ in range(6)))
     assert {g.device for g in results} == {"cpu:0", "cpu:1"} and all(g.batch_size == 2 for g in results)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
-
 from refine_agent.errors import ConfigError
 from refine_agent.images import Image
 from refine_agent.pool import ModelKey, model_pool
@@ -51,8 +49,9 @@ class DiffusersEditor(ToolBase[DiffusersOptions]):
 
     # -- hooks the runtime reads ---------------------------------------------------------------------------
     @property
-    def capacity(self) -> int:  # enough calls in flight to fill a batch on every replica
-        return self.max_batch * len(self.plan.devices)
+    def capacity(self) -> int:
+        # a batch for every replica, and as many again waiting, so the next batch fills while one runs
+        return 2 * self.max_batch * len(self.plan.devices)
 
     def model_key(self) -> ModelKey:
         """What defines the loaded replicas: editors with equal keys share them (and one limiter)."""
@@ -62,8 +61,9 @@ class DiffusersEditor(ToolBase[DiffusersOptions]):
         return ModelKey(path=str(p.folder.path), revision=p.folder.fingerprint, dtype=p.dtype,
                         device=",".join(p.devices), kind=loading)
 
-    def limiter_key(self) -> ModelKey:
-        return self.model_key()
+    def limiter_key(self) -> tuple[ModelKey, int]:
+        # editors on one loaded pipeline with the same batch size share a limiter (its size is their capacity)
+        return self.model_key(), self.max_batch
 
     def identity(self) -> dict[str, Any]:
         params = super().identity()["params"]
@@ -99,8 +99,7 @@ class DiffusersEditor(ToolBase[DiffusersOptions]):
 
     async def edit(self, req: EditRequest) -> EditResult:
         out = await self.generate(req)
-        pixels = np.round(out.pixels * 255.0).astype(np.uint8)  # as diffusers' numpy_to_pil rounds
-        image = Image(pixels)
+        image = Image(out.pixels8)
         returned = image.size
         if self.options.resize_to_source and image.size != req.image.size:
             from PIL import Image as PILImage

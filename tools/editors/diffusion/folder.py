@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refine_agent.errors import ConfigError
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CONFIG_NAMES = ("config.json", "scheduler_config.json", "tokenizer_config.json", "preprocessor_config.json",
                  "processor_config.json", "generation_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
@@ -34,34 +32,12 @@ class PipelineFolder:
 
 def resolve(spec: str, *, revision: str | None = None, allow_download: bool = False) -> Path:
     """The folder a spec names: a local folder, else a repo id found in the Hugging Face cache."""
+    from refine_agent.tools.local.weights import resolve_weights
+
     if not spec:
         raise ConfigError("the diffusers editor needs a pipeline folder: diffusers:PATH (a folder with "
                           "model_index.json) or diffusers:ORG/NAME (a repo in your Hugging Face cache)")
-    path = Path(spec).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ConfigError(f"diffusers:{spec} is a file; give the pipeline's folder (the one with "
-                              "model_index.json)")
-        return path.resolve()
-    if not _REPO_ID.match(spec):
-        raise ConfigError(f"diffusers:{spec}: no such folder (give a local pipeline folder, or a repo id such as "
-                          "Qwen/Qwen-Image-Edit that is in your Hugging Face cache)")
-    return _from_hub_cache(spec, revision, allow_download)
-
-
-def _from_hub_cache(repo_id: str, revision: str | None, allow_download: bool) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ModuleNotFoundError:
-        raise ConfigError(f"diffusers:{repo_id}: no such folder, and huggingface_hub is not installed to look in "
-                          "the Hugging Face cache: pip install 'refine-agent[local]'") from None
-    try:
-        return Path(snapshot_download(repo_id, revision=revision, local_files_only=not allow_download)).resolve()
-    except Exception as exc:  # noqa: BLE001 (hub errors have many types; each becomes one line)
-        if allow_download:
-            raise ConfigError(f"diffusers:{repo_id}: cannot download it: {_first_line(exc)}") from None
-        raise ConfigError(f"diffusers:{repo_id}: not a local folder and not in your Hugging Face cache; download "
-                          "it yourself (hf download), give its folder, or set -E allow_download=true") from None
+    return resolve_weights(spec, what="the diffusers editor", revision=revision, allow_download=allow_download)
 
 
 def read(path: Path) -> PipelineFolder:

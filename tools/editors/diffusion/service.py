@@ -44,6 +44,7 @@ class Generated:
     """One edit's pixels (float32 HxWx3 in [0, 1], before 8-bit rounding) and the batch it ran in."""
 
     pixels: np.ndarray
+    pixels8: np.ndarray  # the same, rounded to 8 bits as diffusers' numpy_to_pil does (in the worker thread)
     batch_size: int
     batch_s: float  # the pipeline call's wall time, for the whole batch
     device: str
@@ -118,9 +119,9 @@ class PipelineService:
                                      f"{type(exc).__name__}: {_one_line(exc)}") from None
         finally:
             self._free.append(replica)
-        return [Generated(a, len(jobs), seconds, replica.device) for a in arrays]
+        return [Generated(a, a8, len(jobs), seconds, replica.device) for a, a8 in arrays]
 
-    def _call(self, replica: Replica, jobs: list[Job]) -> tuple[list[np.ndarray], float]:
+    def _call(self, replica: Replica, jobs: list[Job]) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
         """One pipeline call, in the replica's own thread."""
         import torch
 
@@ -141,7 +142,12 @@ class PipelineService:
         arrays = to_arrays(output.images if hasattr(output, "images") else output[0])
         if len(arrays) != len(jobs):
             raise RuntimeError(f"the pipeline returned {len(arrays)} images for {len(jobs)} edits")
-        return arrays, seconds
+        return [(a, np.round(a * 255.0).astype(np.uint8)) for a in arrays], seconds
+
+    async def aclose(self) -> None:
+        """Fail what still waits for a batch, let running batches finish, then free the replicas."""
+        await self.batcher.aclose()
+        self.close()
 
     def close(self) -> None:
         """Stop the worker threads and free the replicas' memory."""
