@@ -34,7 +34,7 @@ from refine_agent.types import Critique, Round, Verdict
 
 SCHEMAS = sorted({s for m in MODES.values() for s in m.schemas}, key=lambda s: s.__name__)
 SC = SemanticConsistency
-_ALLOWED_KEYS = {"type", "description", "enum", "properties", "required", "additionalProperties"}
+_ALLOWED_KEYS = {"type", "description", "enum", "properties", "required", "additionalProperties", "minimum", "maximum"}
 
 
 # -- schema -> instructions / JSON schema ------------------------------------------------------------------------
@@ -46,14 +46,21 @@ def test_json_schema_is_strict_and_matches_the_fields(schema):
     assert list(js["properties"]) == names == js["required"]  # strict: every property required, in order
     assert set(js) <= _ALLOWED_KEYS
     for name, prop in js["properties"].items():
-        assert set(prop) <= _ALLOWED_KEYS, name  # no minimum/maximum/title/default/examples
+        assert set(prop) <= _ALLOWED_KEYS, name  # no title/default/examples
         assert prop["type"] in ("number", "integer", "boolean", "string") and prop["description"]
     json.dumps(js)
 
 
-def test_ranges_live_in_descriptions_and_are_checked_by_the_parser():
+def test_ranges_are_bounds_and_live_in_descriptions_too():
     js = json_schema(SC)
     assert "0 to 10" in js["properties"]["success"]["description"]
+    assert (js["properties"]["success"]["minimum"], js["properties"]["success"]["maximum"]) == (0, 10)
+    assert json_schema(IECriticRating)["properties"]["rating"]["minimum"] == 1
+    from refine_agent.tools.api.backend import without_bounds
+
+    stripped = without_bounds(js)
+    assert "minimum" not in stripped["properties"]["success"] and "0 to 10" in stripped["properties"]["success"][
+        "description"]
     assert "1 to 5" in json_schema(IECriticRating)["properties"]["rating"]["description"]
     assert json_schema(CriticAnswer)["properties"]["base"]["enum"] == ["current", "source", "best"]
 

@@ -34,3 +34,13 @@ def pipelines(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
 
     root = tmp_path_factory.mktemp("pipelines")
     return lambda name: build(name, root)
+
+
+@pytest.fixture(scope="session")
+def vlms(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``vlms(name)``: the folder of a tiny saved vision-language model (qwen25_vl, qwen3_vl)."""
+    pytest.importorskip("transformers", reason="the local extra (transformers) is not installed")
+    from tests.tiny_vlms import build
+
+    root = tmp_path_factory.mktemp("vlms")
+    return lambda name: build(name, root)

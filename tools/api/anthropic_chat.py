@@ -7,7 +7,7 @@ from typing import Any
 
 from refine_agent.errors import TransientToolError
 
-from .backend import ChatReply, Msg, ToolCall, ToolDef
+from .backend import ChatReply, Msg, ToolCall, ToolDef, without_bounds
 from .chat import ChatAdapter, png_base64
 
 
@@ -63,8 +63,9 @@ class AnthropicChat(ChatAdapter):
             kwargs["system"] = system
         defs = [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools or []]
         if schema is not None:
+            # strict tool schemas reject numeric bounds: the ranges stay in the descriptions (and the parser)
             defs.append({"name": schema_name, "description": "Report your answer with this tool.",
-                         "input_schema": schema})
+                         "input_schema": without_bounds(schema)})
             force_tool = schema_name
         if defs:
             kwargs["tools"] = defs

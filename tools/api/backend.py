@@ -12,9 +12,12 @@ backend's own options (endpoint, key, rate limits and prices for the HTTP backen
 
 Optional hooks, looked up with ``getattr``: ``sent_seed(seed)`` (the seed a request actually carries, as
 verdicts record it; None where the backend takes no seed), ``aclose()``, ``capacity`` (requests it serves
-at once) and ``concurrent`` (True: a caller with several independent requests, such as a judge's repeats or
+at once), ``concurrent`` (True: a caller with several independent requests, such as a judge's repeats or
 viescore's SC and PQ, issues them together so that a batching backend can batch them; False, the HTTP
-default: one after another, so servers and rate limits see them in a fixed order).
+default: one after another, so servers and rate limits see them in a fixed order), ``takes_pattern`` (True:
+``complete`` also takes ``pattern=``, a regular expression the reply must match, for tag formats such as
+IE-Critic's), ``continues_final_message`` (True: a final assistant message is continued, not answered, and
+the reply's text starts with it) and ``record()`` (what verdicts record about a local model).
 """
 
 from __future__ import annotations
@@ -123,6 +126,29 @@ async def issue_all(backend: Any, calls: Sequence[Callable[[], Awaitable[T]]],
     return out
 
 
+BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "minLength", "maxLength")
+
+
+def without_bounds(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without numeric and length bounds, for strict modes that reject them (Anthropic's tools); the
+    output contracts keep each range in the property's description too, and the parser checks it."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in BOUND_KEYS}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(schema)  # type: ignore[no-any-return]
+
+
+def backend_record(backend: Any) -> dict[str, Any]:
+    """What a local backend adds to verdict records (its ``record()`` hook: weights, dtype, device), under
+    ``backend``; nothing for the HTTP backends, whose replies name their model."""
+    hook = getattr(backend, "record", None)
+    return {"backend": hook()} if callable(hook) else {}
+
+
 def backend_capacity(chat: Any, options: Any) -> int:
     """Requests a VLM tool serves at once: its backend's capacity, else the transport's max_concurrency."""
     cap = getattr(chat, "capacity", None)
@@ -148,6 +174,8 @@ class BackendEntry:
 CHAT_BACKENDS: dict[str, BackendEntry] = {
     "openai": BackendEntry("openai", "refine_agent.tools.api.openai_chat:OpenAIChat", "api"),
     "anthropic": BackendEntry("anthropic", "refine_agent.tools.api.anthropic_chat:AnthropicChat", "api"),
+    "transformers": BackendEntry("transformers", "refine_agent.tools.local.transformers_chat:TransformersChat",
+                                 "local"),
 }
 
 

@@ -24,6 +24,17 @@ class OnChatBackend:
     def capacity(self) -> int:
         return backend_capacity(self.chat, self.options)
 
+    def limiter_key(self) -> Any:
+        """Tools on one loaded local model (judge, critic, evaluation judge) share one limiter."""
+        key = getattr(self.chat, "model_key", None)
+        return key() if callable(key) else None
+
+    async def load(self) -> None:
+        """Load a local backend's model before the first call (a bad folder fails before any sample)."""
+        load = getattr(self.chat, "load", None)
+        if callable(load):
+            await load()
+
     async def aclose(self) -> None:
         await aclose(self.chat)
 

@@ -81,15 +81,16 @@ class WithAPITransport(BaseModel):
         return nest_transport(data)
 
 
-def nest_transport(data: Any) -> Any:
-    """Move the flat transport options (``base_url=...``) of a tool's options into ``transport``."""
+def nest_transport(data: Any, model: type[BaseModel] = APIOptions) -> Any:
+    """Move the flat transport options (``base_url=...``; ``model``'s fields) of a tool's options into
+    ``transport``."""
     if not isinstance(data, dict):
         return data
-    flat = {k: data[k] for k in APIOptions.model_fields if k in data}
+    flat = {k: data[k] for k in model.model_fields if k in data}
     if not flat:
         return data
     nested: Any = data.get("transport") or {}
-    if isinstance(nested, APIOptions):
+    if isinstance(nested, BaseModel):
         nested = {k: getattr(nested, k) for k in nested.model_fields_set}
     if not isinstance(nested, dict):
         return data  # let validation say what is wrong with it
@@ -99,11 +100,15 @@ def nest_transport(data: Any) -> Any:
 def semantic_params(options: BaseModel) -> dict[str, Any]:
     """A VLM tool's options as they go into cache keys: everything but the transport, which changes where
     and how fast a call goes, not what it returns; ``extra_body`` (request fields such as vLLM's guided
-    decoding) does change replies, so it stays, under its flat name as before."""
+    decoding) does change replies, so it stays, under its flat name as before. A local backend's options say
+    what of them changes replies (``semantic()``: the weights' revision, dtype, image sizes)."""
     params = options.model_dump(mode="json", exclude={"transport"})
     transport = getattr(options, "transport", None)
     if transport is not None and hasattr(transport, "extra_body"):
         params["extra_body"] = transport.model_dump(mode="json")["extra_body"]
+    semantic = getattr(transport, "semantic", None)
+    if callable(semantic):
+        params.update(semantic())
     return params
 
 

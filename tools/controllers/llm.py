@@ -20,6 +20,7 @@ from refine_agent.tools.api.backend import (
 from refine_agent.tools.api.chat_tool import OnChatBackend
 from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport
 from refine_agent.tools.judges.prompts import format_context
+from refine_agent.tools.local.options import WithTransformersTransport
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
@@ -55,6 +56,14 @@ class APIControllerOptions(WithAPITransport, ControllerOptions):
     """The controller over an HTTP backend: its options and the transport (``base_url=...``, ...)."""
 
 
+class LocalControllerOptions(WithTransformersTransport, ControllerOptions):
+    """The controller on the in-process backend: its options and where the model runs."""
+
+
+# The options a controller takes depend on its backend (an HTTP transport, or where a local model runs).
+OPTIONS_BY_PROVIDER: dict[str, type[BaseModel]] = {"transformers": LocalControllerOptions}
+
+
 class LLMController(OnChatBackend, ToolBase[APIControllerOptions]):
     name: ClassVar[str] = "llm"
     kind: ClassVar[ToolKind] = "controller"
@@ -62,6 +71,7 @@ class LLMController(OnChatBackend, ToolBase[APIControllerOptions]):
     Options = APIControllerOptions
 
     def __init__(self, provider: str, model: str, options: Any = None, *, chat: ChatBackend | None = None) -> None:
+        self.Options = OPTIONS_BY_PROVIDER.get(provider, APIControllerOptions)  # type: ignore[misc]
         super().__init__(options)
         if chat is None and provider not in CHAT_BACKENDS:
             raise ConfigError(f"controller llm:{provider}:{model}: the provider must be one of "

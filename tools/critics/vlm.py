@@ -23,6 +23,7 @@ from refine_agent.tools.judges.prompts import (
     parse_answer,
     to_critique,
 )
+from refine_agent.tools.local.options import WithTransformersTransport
 from refine_agent.tools.simulation import SimOptions, SimulatedTool
 
 from refine_agent.errors import ConfigError, PermanentToolError
@@ -96,6 +97,16 @@ class VLMCritic(OnChatBackend, ToolBase[CriticOptions]):
         return to_critique(parsed.value, usage=usage, info={"model": reply.model, "template": self.template.id,
                                                             "temperature": o.temperature,
                                                             "seed": sent_seed(self.chat, req.seed)})
+
+
+class LocalCriticOptions(WithTransformersTransport, CriticOptions):
+    """A VLM critic on the in-process backend: the critic's options and where the model runs."""
+
+
+class TransformersCritic(VLMCritic):
+    provider = "transformers"
+    Options = LocalCriticOptions
+    summary: ClassVar[str] = "VLM critic in this process (transformers:PATH), batched, with constrained output"
 
 
 class OpenAICritic(VLMCritic):

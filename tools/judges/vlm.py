@@ -32,19 +32,30 @@ from refine_agent.tools.api.backend import (
     ChatBackend,
     ChatReply,
     Msg,
+    backend_record,
     issue_all,
     sent_seed,
 )
 from refine_agent.tools.api.chat_tool import OnChatBackend
 from refine_agent.tools.api.errors import Refused
 from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport
+from refine_agent.tools.local.options import WithTransformersTransport
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
 from refine_agent.types import Critique, JudgeRequest, ToolKind, Usage, Verdict
 
 from .masking import masked
-from .prompts import MODES, Mode, format_context, format_instructions, json_schema, load_template, parse_answer
+from .prompts import (
+    MODES,
+    Mode,
+    format_context,
+    format_instructions,
+    json_schema,
+    load_template,
+    parse_answer,
+    reply_pattern,
+)
 
 Aggregate = Literal["mean", "median", "majority"]
 
@@ -126,17 +137,27 @@ class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
     def prompt_ids(self) -> dict[str, Any]:
         return {"templates": [t.id for t in self.templates]}
 
+    def prefill(self) -> str | None:
+        """The mode's assistant prefill (IE-Critic's ``<think>``), where the backend can continue a message."""
+        return self.mode.prefill if getattr(self.chat, "continues_final_message", False) else None
+
     # -- one request ---------------------------------------------------------------------------------------
     async def _ask(self, schema: Any, template: Any, images: list[Any], values: dict[str, Any],
                    seed: int) -> tuple[Any, ChatReply | None, str]:
         o = self.options
         text = template.render(format_instructions=format_instructions(schema), **values)
         structured = o.structured and self.mode.structured
+        messages = [Msg(role="user", parts=[text, *images])]
+        prefill = self.prefill()
+        if prefill:  # the reply continues this assistant text (and starts with it)
+            messages.append(Msg(role="assistant", parts=[prefill]))
+        extra: dict[str, Any] = {}
+        if o.structured and not self.mode.structured and getattr(self.chat, "takes_pattern", False):
+            extra["pattern"] = reply_pattern(schema, prefill=prefill or "", max_tokens=o.max_tokens)
         try:
-            reply = await self.chat.complete([Msg(role="user", parts=[text, *images])],
-                                             schema=json_schema(schema) if structured else None,
+            reply = await self.chat.complete(messages, schema=json_schema(schema) if structured else None,
                                              schema_name=schema.__name__.lower(), temperature=o.temperature,
-                                             seed=seed, max_tokens=o.max_tokens)
+                                             seed=seed, max_tokens=o.max_tokens, **extra)
         except Refused as exc:
             return None, None, f"refused: {exc}"
         if reply.refused:
@@ -180,7 +201,8 @@ class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
         info = {"model": sorted(models)[0] if len(models) == 1 else sorted(models), "requested_model": self.model,
                 "mode": o.mode, "temperature": o.temperature,
                 "seeds": [sent_seed(self.chat, req.seed + i) for i in range(o.repeats)],
-                "templates": [t.id for t in self.templates], "repeats": o.repeats, "aggregate": o.aggregate}
+                "templates": [t.id for t in self.templates], "repeats": o.repeats, "aggregate": o.aggregate,
+                **({"prefill": self.prefill()} if self.prefill() else {}), **backend_record(self.chat)}
         valid = [a for a in answers if a.status == "ok"]
         info["valid"] = len(valid)
         if len(valid) < o.min_valid:
@@ -220,6 +242,17 @@ class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
             return overall >= o.pass_threshold
         known = [v for v in votes if v is not None]
         return None if not known else sum(known) * 2 > len(known)
+
+
+class LocalJudgeOptions(WithTransformersTransport, JudgeOptions):
+    """A VLM judge on the in-process backend: the judge's options and where the model runs (``dtype=...``)."""
+
+
+class TransformersJudge(VLMJudge):
+    provider = "transformers"
+    Options = LocalJudgeOptions
+    summary: ClassVar[str] = ("VLM judge in this process (transformers:PATH): Qwen2/2.5/3-VL, IE-Critic-R1, ...; "
+                              "batched, with constrained output")
 
 
 class OpenAIJudge(VLMJudge):

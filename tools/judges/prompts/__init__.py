@@ -24,6 +24,8 @@ from .contracts import (
     field_specs,
     iecritic_to_10,
     json_schema,
+    reply_pattern,
+    text_budget,
     to_critique,
     viescore_scores,
 )
@@ -45,6 +47,9 @@ __all__ = [
     "Contract", "CriticAnswer", "FieldSpec", "IECriticRating", "JudgeCritic", "Judgment", "KNOWN_VALUES", "MODES",
     "Mode", "ParseResult", "PerceptualQuality", "SemanticConsistency", "Template", "TemplateError", "VieScore",
     "YesNo", "builtin_templates", "context_items", "critique_fields", "field_specs", "format_context",
-    "format_history", "format_instructions", "format_verdict", "iecritic_to_10", "json_schema", "load_template",
+    "format_history", "format_instructions", "format_verdict", "iecritic_to_10", "json_schema",
+    "reply_pattern",
+    "text_budget",
+    "load_template",
     "parse_answer", "parse_reply", "parse_structured", "to_critique", "viescore_scores",
 ]

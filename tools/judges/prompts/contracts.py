@@ -174,13 +174,15 @@ def field_specs(schema: type[BaseModel]) -> list[FieldSpec]:
 
 
 def json_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    """A JSON schema for strict structured output that both OpenAI (``response_format`` json_schema with
-    ``strict: true``) and Anthropic (a forced tool's ``input_schema``) accept.
+    """A JSON schema for strict structured output (OpenAI's ``response_format`` json_schema with ``strict: true``,
+    vLLM's structured outputs, the local backends' grammars).
 
-    It keeps to the subset both enforce: a flat root object, ``type``/``description``/``enum`` per property,
-    every property in ``required`` and ``additionalProperties: false``. Ranges are not expressed as
-    ``minimum``/``maximum`` (Anthropic's strict mode rejects numeric bounds and many open servers ignore them);
-    they go in the description, and the parser checks them. No ``title``, ``default`` or ``examples``.
+    A flat root object, ``type``/``description``/``enum`` per property, every property in ``required`` and
+    ``additionalProperties: false``, and each score's range as ``minimum``/``maximum`` (integers where the
+    contract asks for integers), so a grammar built from it cannot emit an out-of-range score. The range is in
+    the description too, for servers that ignore bounds; the parser checks it either way. APIs whose strict
+    mode rejects bounds (Anthropic's forced tools) strip them (``api.backend.without_bounds``). No ``title``,
+    ``default`` or ``examples``.
     """
     props: dict[str, Any] = {}
     for s in field_specs(schema):
@@ -191,8 +193,56 @@ def json_schema(schema: type[BaseModel]) -> dict[str, Any]:
         if s.type in ("number", "integer") and s.minimum is not None:
             desc += f" ({s.kind_text})"
         p["description"] = desc + "."
+        if s.minimum is not None:
+            p["minimum"] = int(s.minimum) if s.type == "integer" else s.minimum
+        if s.maximum is not None:
+            p["maximum"] = int(s.maximum) if s.type == "integer" else s.maximum
         props[s.name] = p
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def text_budget(max_tokens: int, fields: int, fixed: int = 48) -> int:
+    """Characters each free-text field of a constrained reply may use so that a reply with ``fields`` of them
+    ends within ``max_tokens``. ``fixed`` is the rest of the reply in characters (keys, scores, tags), counted
+    as a token each (a byte-level tokenizer's worst case for ASCII); a free-text character may take up to three
+    tokens. Raise ``max_tokens`` for longer reasoning."""
+    return max(8, (max_tokens - fixed) // (3 * max(1, fields)))
+
+
+def _range_regex(lo: float, hi: float) -> str:
+    """A number from ``lo`` to ``hi`` (whole-number bounds up to 10) with at most two decimals."""
+    low, high = int(lo), int(hi)
+    if low != lo or high != hi or not 0 <= low < high <= 10:
+        raise ValueError(f"no tag pattern for the range {lo}..{hi}")
+    below = f"[{low}-{min(high - 1, 9)}]"
+    return f"(?:{below}(?:\\.[0-9]{{1,2}})?|{high}(?:\\.0{{1,2}})?)"
+
+
+def reply_pattern(schema: type[Contract], *, prefill: str = "", max_tokens: int = 1024) -> str | None:
+    """A regular expression for a tag-format reply (IE-Critic: ``<think>...</think><answer>N.NN</answer>``),
+    without the ``prefill`` the backend continues from; None for JSON contracts (they have ``json_schema``)."""
+    if schema.reply_format != "tags":
+        return None
+    specs = {s.name: s for s in field_specs(schema)}
+    texts = sum(1 for f in schema.tags.values() if specs[f].type == "string")
+    fixed = sum(2 * len(tag) + 5 + 6 for tag in schema.tags)  # each tag pair, a newline, a number
+    budget = text_budget(max_tokens, texts, fixed)
+    parts = []
+    for tag, name in schema.tags.items():
+        spec = specs[name]
+        if spec.type == "string":
+            body = f"[^<]{{0,{budget}}}"
+        elif spec.minimum is not None and spec.maximum is not None:
+            body = _range_regex(spec.minimum, spec.maximum)
+        else:
+            raise ValueError(f"{schema.__name__}.{name}: a tag pattern needs a string or a bounded number")
+        parts.append(f"<{tag}>{body}</{tag}>")
+    pattern = "\\n?".join(parts)
+    if prefill:
+        if not pattern.startswith(prefill):
+            raise ValueError(f"{schema.__name__}: the prefill {prefill!r} does not start its reply")
+        pattern = pattern[len(prefill):]
+    return pattern
 
 
 # -- mapping parsed replies to verdict fields --------------------------------------------------------------------
@@ -278,6 +328,7 @@ class Mode:
     kind: Literal["judge", "critic"] = "judge"
     structured: bool = True  # ask for structured output (False: the reply is tagged text, e.g. iecritic)
     uses_mask: bool = True  # whether a judging mask (RefEdit) applies to this mode's images
+    prefill: str | None = None  # the assistant turn starts with this, where the backend can continue it
 
     def __post_init__(self) -> None:
         if not (len(self.schemas) == len(self.templates) == len(self.images) > 0):
@@ -314,8 +365,9 @@ MODES: dict[str, Mode] = {m.name: m for m in (
          _combine_viescore),
     Mode("viescore_single", (VieScore,), ("viescore_single",), ("both",), _combine_single),
     Mode("yesno", (YesNo,), ("yesno",), ("both",), _combine_yesno),
+    # IE-Critic-R1's evaluation prefills the assistant turn with <think>; so do backends that can continue it
     Mode("iecritic", (IECriticRating,), ("iecritic",), ("both",), _combine_iecritic, structured=False,
-         uses_mask=False),
+         uses_mask=False, prefill="<think>"),
     Mode("critic", (CriticAnswer,), ("critic",), ("both",), _combine_critic, kind="critic", uses_mask=False),
     Mode("judge+critic", (JudgeCritic,), ("judge_critic",), ("both",), _combine_judge_critic),
 )}
