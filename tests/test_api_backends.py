@@ -281,3 +281,31 @@ async def test_http_backends_are_chat_backends_and_report_split_out_reasoning(fa
     assert got.text == "<answer>4</answer>" and got.reasoning == "the edit looks right"
     assert chat.sent_seed(2**31 + 3) == 3
     assert adapter("anthropic", "c", opts(fake_api, "anthropic")).sent_seed(3) is None  # the API takes no seed
+
+
+async def test_a_422_rejecting_response_format_is_asked_again_without_it(fake_api: FakeAPI) -> None:
+    """FastAPI servers answer 422, not 400: older ``transformers serve`` rejected response_format that way."""
+    fake_api.script("chat", Fault(422, body={"detail": "Unused fields in the request: {'response_format'}"}),
+                    chat_reply('{"passed": true}'), chat_reply("later"),
+                    Fault(422, body={"detail": "Unexpected keys in the request: {'top_k'}"}))
+    chat = adapter("openai", "local-vlm", opts(fake_api))
+    reply = await chat.complete([Msg(role="user", parts=["x"])], schema={"type": "object"}, schema_name="a")
+    assert reply.text == '{"passed": true}' and reply.structured is None  # parsed from text by the caller
+    assert "response_format" in fake_api.requests("chat")[0].json
+    assert "response_format" not in fake_api.requests("chat")[1].json
+    await chat.complete([Msg(role="user", parts=["x"])], schema={"type": "object"}, schema_name="a")
+    assert "response_format" not in fake_api.requests("chat")[2].json  # remembered per endpoint
+    with pytest.raises(PermanentToolError, match="rejected the request \\(422\\)"):  # any other 422 stays one
+        await chat.complete([Msg(role="user", parts=["x"])])
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_an_all_reasoning_reply_cut_at_max_tokens(fake_api: FakeAPI, field: str) -> None:
+    """What ``transformers serve`` (and vLLM) send when a thinking model hits max_tokens inside <think>: empty
+    content, the reasoning split out (vLLM >= 0.10 names it ``reasoning``), finish reason ``length``."""
+    reply = chat_reply("", finish_reason="length")
+    reply.body["choices"][0]["message"][field] = "first, the circle"
+    fake_api.script("chat", reply)
+    chat = adapter("openai", "local-vlm", opts(fake_api))
+    got = await chat.complete([Msg(role="user", parts=["x"])], schema={"type": "object"}, schema_name="a")
+    assert (got.text, got.reasoning, got.finish_reason, got.structured) == ("", "first, the circle", "length", None)

@@ -44,6 +44,8 @@ def _message(exc: Any) -> str:
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])
+        if "detail" in body:  # FastAPI servers (transformers serve) explain a 4xx here
+            return str(body["detail"])
     return str(getattr(exc, "message", "") or exc)
 
 

@@ -1,7 +1,10 @@
 """The OpenAI Chat Completions wire format: one adapter for OpenAI, vLLM's ``serve``, DashScope's
 compatible mode and any other OpenAI-compatible server. Images travel as PNG data URLs. Structured output
-uses ``response_format`` with a JSON schema; a server that rejects it is asked again without it, and the
-reply is then parsed from text."""
+uses ``response_format`` with a JSON schema; a server that rejects it (400, or 422 from FastAPI servers such as
+older ``transformers serve``) is asked again without it, and the reply is then parsed from text. A server that
+ignores it (today's ``transformers serve``) sends text, which is parsed the same way. Reasoning a server splits
+out of the answer (``message.reasoning_content``, or vLLM's newer ``message.reasoning``) becomes
+``ChatReply.reasoning``; the content, even when empty, stays the text."""
 
 from __future__ import annotations
 
@@ -91,7 +94,7 @@ class OpenAIChat(ChatAdapter):
             try:
                 resp = await client.chat.completions.create(**kwargs)
                 break
-            except openai.BadRequestError as exc:
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:  # 422: FastAPI's validation
                 rejected = _rejected_param(exc)
                 if "response_format" in kwargs and (rejected == "response_format" or _about_response_format(exc)):
                     self.structured_ok[i] = False
@@ -119,12 +122,20 @@ def _rejected_param(exc: Exception) -> str | None:
     param = getattr(exc, "param", None)
     if isinstance(param, str) and param:
         return param
-    found = re.search(r"['\"`](max_tokens|max_completion_tokens|temperature)['\"`]", str(exc))
+    found = re.search(r"['\"`](max_tokens|max_completion_tokens|temperature)['\"`]", _error_text(exc))
     return found.group(1) if found else None
 
 
+def _error_text(exc: Exception) -> str:
+    """The error's message, and the ``detail`` of a FastAPI error body (``{"detail": ...}``), which the SDK's
+    message leaves out: it only quotes an ``error.message``."""
+    body = getattr(exc, "body", None)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return f"{exc} {detail}" if detail else str(exc)
+
+
 def _about_response_format(exc: Exception) -> bool:
-    text = str(exc).lower()
+    text = _error_text(exc).lower()
     return any(w in text for w in ("response_format", "json_schema", "structured", "guided"))
 
 

@@ -183,7 +183,7 @@ class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
             calls.append(lambda s=schema, t=template, im=images: self._ask(s, t, im, values, seed))
         results = await issue_all(self.chat, calls, stop=lambda r: bool(r[2]))
         replies = [reply for _, reply, _ in results if reply is not None]
-        raw = "\n---\n".join(r.text or (r.structured and str(r.structured)) or "" for r in replies)
+        raw = "\n---\n".join(_raw(r) for r in replies)
         problem = next((p for _, _, p in results if p), "")
         if problem:
             return Answer(status=problem.split(":", 1)[0], reasoning=problem, raw=raw), replies
@@ -242,6 +242,13 @@ class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
             return overall >= o.pass_threshold
         known = [v for v in votes if v is not None]
         return None if not known else sum(known) * 2 > len(known)
+
+
+def _raw(reply: ChatReply) -> str:
+    """What a reply said, as verdicts record it: the reasoning a server split out (in ``<think>`` tags, as the
+    model wrote it), then the text or the structured output."""
+    think = f"<think>{reply.reasoning}</think>" if reply.reasoning else ""
+    return think + (reply.text or (reply.structured and str(reply.structured)) or "")
 
 
 class LocalJudgeOptions(WithTransformersTransport, JudgeOptions):
