@@ -24,6 +24,7 @@ from refine_agent.errors import ConfigError, InputError, describe
 from refine_agent.images import Image
 from refine_agent.protocols import close_tools, load_tools, tool_identity
 from refine_agent.registry import create_tool
+from refine_agent.run_context import server_log_dir
 from refine_agent.runtime import Runtime
 from refine_agent.session import Toolset, build_tools, run_one
 from refine_agent.store import RunStore, SampleInputs, StoreCache
@@ -170,6 +171,7 @@ class Bench:
         return dataset
 
     async def load(self) -> None:
+        server_log_dir.set(self.store.dir / "servers")  # managed servers (vllm:) log into the run
         await self.tools.load()
         await load_tools(self.eval_tool)
 

@@ -1,7 +1,8 @@
 """A stand-in for ``vllm serve`` (standard library only), for testing the server supervisor on CPU.
 
     python -m tests.standin_vllm MODEL --host H --port P [--served-model-name NAME] [--die-after-s S]
-        [--fail-at-start] [--spawn-child] [--slow-start-s S] [--ignore-sigterm] [other vllm flags, ignored]
+        [--fail-at-start] [--spawn-child] [--slow-start-s S] [--ignore-sigterm] [--reply TEXT] [--record FILE]
+        [other vllm flags, ignored]
 
 Serves ``/health`` (503 until ``--slow-start-s`` has passed), ``/v1/models`` and ``/v1/chat/completions``
 (a fixed OpenAI-shaped reply whose content is ``{"score": 5}``). ``--spawn-child`` starts a sleeping
@@ -35,13 +36,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--spawn-child", action="store_true", help="start a sleeping grandchild process")
     p.add_argument("--slow-start-s", type=float, default=0.0, help="/health answers 503 this long")
     p.add_argument("--ignore-sigterm", action="store_true", help="only SIGKILL stops it")
+    p.add_argument("--reply", default=REPLY, help="the content of every chat reply")
+    p.add_argument("--record", default=None, help="append each chat request's JSON body to this file")
     for flag in ("--tensor-parallel-size", "--limit-mm-per-prompt", "--max-model-len", "--gpu-memory-utilization"):
         p.add_argument(flag, default=None)  # vllm's own flags: accepted, ignored
     args, _ignored = p.parse_known_args(argv)
     return args
 
 
-def make_handler(model: str, ready_at: float) -> type[BaseHTTPRequestHandler]:
+def make_handler(model: str, ready_at: float, reply: str = REPLY,
+                 record: str | None = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:  # keep the log short
             pass
@@ -68,11 +72,14 @@ def make_handler(model: str, ready_at: float) -> type[BaseHTTPRequestHandler]:
             if self.path != "/v1/chat/completions":
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
                 return
+            if record:
+                with open(record, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(body) + "\n")
             self._json(200, {
                 "id": "chatcmpl-standin", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", model),
                 "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": REPLY}}],
+                             "message": {"role": "assistant", "content": reply}}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             })
 
@@ -94,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     if args.die_after_s is not None:
         threading.Timer(args.die_after_s, lambda: os._exit(3)).start()
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(model, time.monotonic() + args.slow_start_s))
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(model, time.monotonic() + args.slow_start_s,
+                                                                       args.reply, args.record))
     print(f"standin-vllm: serving on http://{args.host}:{args.port}", flush=True)
     server.serve_forever()
 

@@ -80,9 +80,11 @@ def fail(message: str, code: int) -> None:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """One clear line and a non-zero exit for any failure; a traceback only with --debug."""
+    """One clear line and a non-zero exit for any failure; a traceback only with --debug. Whatever happens, the
+    local models and managed servers the command loaded are released when it ends."""
     try:
-        yield
+        with _releasing_models():
+            yield
     except typer.Exit:
         raise
     except RefineAgentError as exc:
@@ -100,6 +102,18 @@ def handled() -> Iterator[None]:
         if _state["debug"]:
             raise
         fail(f"internal error: {describe(exc)} (rerun with --debug for the traceback)", 1)
+
+
+@contextmanager
+def _releasing_models() -> Iterator[None]:
+    from ..pool import model_pool
+
+    try:
+        yield
+    finally:
+        pool = model_pool()
+        if len(pool):  # GPU memory, worker threads and vllm server processes: gone with the command
+            pool.close()
 
 
 def _version(value: bool) -> None:

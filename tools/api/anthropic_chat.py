@@ -56,7 +56,7 @@ class AnthropicChat(ChatAdapter):
 
     async def _send(self, client: Any, messages: list[Msg], *, schema: dict[str, Any] | None, schema_name: str,
                     tools: list[ToolDef] | None, force_tool: str | None, temperature: float | None,
-                    seed: int | None, max_tokens: int) -> ChatReply:
+                    seed: int | None, max_tokens: int, extra_body: dict[str, Any] | None = None) -> ChatReply:
         system, msgs = to_anthropic(messages)
         kwargs: dict[str, Any] = {"model": self.model, "messages": msgs, "max_tokens": max_tokens}
         if system:
@@ -70,7 +70,7 @@ class AnthropicChat(ChatAdapter):
         if defs:
             kwargs["tools"] = defs
             kwargs["tool_choice"] = {"type": "tool", "name": force_tool} if force_tool else {"type": "auto"}
-        extra = dict(self.opts.extra_body)
+        extra = {**self.opts.extra_body, **(extra_body or {})}
         if temperature is not None:  # no longer a named argument of the SDK; the API still reads it
             extra.setdefault("temperature", temperature)
         if extra:

@@ -176,6 +176,7 @@ CHAT_BACKENDS: dict[str, BackendEntry] = {
     "anthropic": BackendEntry("anthropic", "refine_agent.tools.api.anthropic_chat:AnthropicChat", "api"),
     "transformers": BackendEntry("transformers", "refine_agent.tools.local.transformers_chat:TransformersChat",
                                  "local"),
+    "vllm": BackendEntry("vllm", "refine_agent.tools.local.vllm_chat:VLLMChat", "vllm"),
 }
 
 

@@ -82,7 +82,7 @@ class ChatAdapter:
 
     async def _send(self, client: Any, messages: list[Msg], *, schema: dict[str, Any] | None, schema_name: str,
                     tools: list[ToolDef] | None, force_tool: str | None, temperature: float | None,
-                    seed: int | None, max_tokens: int) -> ChatReply:
+                    seed: int | None, max_tokens: int, extra_body: dict[str, Any] | None = None) -> ChatReply:
         raise NotImplementedError
 
     def sent_seed(self, seed: int) -> int | None:
@@ -93,8 +93,9 @@ class ChatAdapter:
     async def complete(self, messages: list[Msg], *, schema: dict[str, Any] | None = None,
                        schema_name: str = "answer", tools: list[ToolDef] | None = None,
                        force_tool: str | None = None, temperature: float | None = None, seed: int | None = None,
-                       max_tokens: int = 1024) -> ChatReply:
-        """One request. Failures come out as ToolErrors the runtime knows how to retry (or not)."""
+                       max_tokens: int = 1024, extra_body: dict[str, Any] | None = None) -> ChatReply:
+        """One request. Failures come out as ToolErrors the runtime knows how to retry (or not). ``extra_body``:
+        request fields beyond the wire format's own, on top of the ``extra_body`` option (e.g. vLLM's)."""
         i = self.endpoints.pick()
         url = self.endpoints.urls[i]
         limiter = limiter_for(url, self.opts.rpm, self.opts.tpm)
@@ -106,7 +107,7 @@ class ChatAdapter:
         try:
             reply = await self._send(self.clients[i], messages, schema=schema, schema_name=schema_name, tools=tools,
                                      force_tool=force_tool, temperature=temperature, seed=seed,
-                                     max_tokens=max_tokens)
+                                     max_tokens=max_tokens, extra_body=extra_body)
         except ToolError:
             raise
         except Exception as exc:

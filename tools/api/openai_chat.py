@@ -70,7 +70,7 @@ class OpenAIChat(ChatAdapter):
 
     async def _send(self, client: Any, messages: list[Msg], *, schema: dict[str, Any] | None, schema_name: str,
                     tools: list[ToolDef] | None, force_tool: str | None, temperature: float | None,
-                    seed: int | None, max_tokens: int) -> ChatReply:
+                    seed: int | None, max_tokens: int, extra_body: dict[str, Any] | None = None) -> ChatReply:
         import openai
 
         i = self.clients.index(client)
@@ -88,8 +88,8 @@ class OpenAIChat(ChatAdapter):
         if schema is not None and self.structured_ok[i]:
             kwargs["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
-        if self.opts.extra_body:
-            kwargs["extra_body"] = self.opts.extra_body
+        if self.opts.extra_body or extra_body:
+            kwargs["extra_body"] = {**self.opts.extra_body, **(extra_body or {})}
         for _ in range(3):  # each retry drops or renames one parameter the server rejected
             try:
                 resp = await client.chat.completions.create(**kwargs)

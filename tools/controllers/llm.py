@@ -20,7 +20,7 @@ from refine_agent.tools.api.backend import (
 from refine_agent.tools.api.chat_tool import OnChatBackend
 from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport
 from refine_agent.tools.judges.prompts import format_context
-from refine_agent.tools.local.options import WithTransformersTransport
+from refine_agent.tools.local.options import WithTransformersTransport, WithVLLMTransport
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
@@ -60,8 +60,13 @@ class LocalControllerOptions(WithTransformersTransport, ControllerOptions):
     """The controller on the in-process backend: its options and where the model runs."""
 
 
+class VLLMControllerOptions(WithVLLMTransport, ControllerOptions):
+    """The controller on managed vLLM servers."""
+
+
 # The options a controller takes depend on its backend (an HTTP transport, or where a local model runs).
-OPTIONS_BY_PROVIDER: dict[str, type[BaseModel]] = {"transformers": LocalControllerOptions}
+OPTIONS_BY_PROVIDER: dict[str, type[BaseModel]] = {"transformers": LocalControllerOptions,
+                                                   "vllm": VLLMControllerOptions}
 
 
 class LLMController(OnChatBackend, ToolBase[APIControllerOptions]):

@@ -23,7 +23,7 @@ from refine_agent.tools.judges.prompts import (
     parse_answer,
     to_critique,
 )
-from refine_agent.tools.local.options import WithTransformersTransport
+from refine_agent.tools.local.options import WithTransformersTransport, WithVLLMTransport
 from refine_agent.tools.simulation import SimOptions, SimulatedTool
 
 from refine_agent.errors import ConfigError, PermanentToolError
@@ -107,6 +107,16 @@ class TransformersCritic(VLMCritic):
     provider = "transformers"
     Options = LocalCriticOptions
     summary: ClassVar[str] = "VLM critic in this process (transformers:PATH), batched, with constrained output"
+
+
+class VLLMCriticOptions(WithVLLMTransport, CriticOptions):
+    """A VLM critic on managed vLLM servers."""
+
+
+class VLLMCritic(VLMCritic):
+    provider = "vllm"
+    Options = VLLMCriticOptions
+    summary: ClassVar[str] = "VLM critic on managed vllm serve replicas (vllm:PATH) (GPU)"
 
 
 class OpenAICritic(VLMCritic):

@@ -39,7 +39,7 @@ from refine_agent.tools.api.backend import (
 from refine_agent.tools.api.chat_tool import OnChatBackend
 from refine_agent.tools.api.errors import Refused
 from refine_agent.tools.api.options import TEMPERATURE_HELP, Temperature, WithAPITransport
-from refine_agent.tools.local.options import WithTransformersTransport
+from refine_agent.tools.local.options import WithTransformersTransport, WithVLLMTransport
 
 from refine_agent.errors import ConfigError
 from refine_agent.protocols import ToolBase
@@ -199,7 +199,7 @@ class VLMJudge(OnChatBackend, ToolBase[JudgeOptions]):
         total = sum((r.usage for r in replies), Usage())
         models = {r.model for r in replies}
         info = {"model": sorted(models)[0] if len(models) == 1 else sorted(models), "requested_model": self.model,
-                "mode": o.mode, "temperature": o.temperature,
+                "mode": o.mode, "temperature": o.temperature, "max_tokens": o.max_tokens,
                 "seeds": [sent_seed(self.chat, req.seed + i) for i in range(o.repeats)],
                 "templates": [t.id for t in self.templates], "repeats": o.repeats, "aggregate": o.aggregate,
                 **({"prefill": self.prefill()} if self.prefill() else {}), **backend_record(self.chat)}
@@ -260,6 +260,17 @@ class TransformersJudge(VLMJudge):
     Options = LocalJudgeOptions
     summary: ClassVar[str] = ("VLM judge in this process (transformers:PATH): Qwen2/2.5/3-VL, IE-Critic-R1, ...; "
                               "batched, with constrained output")
+
+
+class VLLMJudgeOptions(WithVLLMTransport, JudgeOptions):
+    """A VLM judge on managed vLLM servers: the judge's options and the servers' (``tensor_parallel_size=...``)."""
+
+
+class VLLMJudge(VLMJudge):
+    provider = "vllm"
+    Options = VLLMJudgeOptions
+    summary: ClassVar[str] = ("VLM judge on managed vllm serve replicas (vllm:PATH), started and stopped for the "
+                              "run (GPU)")
 
 
 class OpenAIJudge(VLMJudge):

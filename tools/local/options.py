@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from refine_agent.tools.api.options import nest_transport
 
+from .vllm_server import VLLMServerOptions
+
 
 class TransformersOptions(BaseModel):
     """Where and how an in-process model runs (the backend's options; ``-J dtype=bfloat16`` and so on)."""
@@ -53,3 +55,33 @@ class WithTransformersTransport(BaseModel):
     @classmethod
     def _nest_transport(cls, data: Any) -> Any:
         return nest_transport(data, TransformersOptions)
+
+
+class VLLMOptions(VLLMServerOptions):
+    """The servers' settings, and how the adapter talks to them."""
+
+    max_concurrency: int = Field(default=64, ge=1, description="requests in flight at once (vLLM batches them)")
+    timeout_s: float = Field(default=600.0, gt=0, description="one request's HTTP timeout")
+    price_in: float | None = Field(default=None, ge=0, description="USD per 1M input tokens (default: free)")
+    price_out: float | None = Field(default=None, ge=0, description="USD per 1M output tokens (default: free)")
+
+    def semantic(self) -> dict[str, Any]:
+        """What changes replies: the context length and the server's own arguments."""
+        return self.model_dump(mode="json", include={"max_model_len", "extra_args", "served_model_name"})
+
+
+class WithVLLMTransport(BaseModel):
+    """Options of a tool on managed vLLM servers: the servers' settings, nested under ``transport`` (given
+    flat: ``-J tensor_parallel_size=2 -J replicas=2``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transport: VLLMOptions = Field(default_factory=VLLMOptions, description=(
+        "the servers, given flat (-J tensor_parallel_size=2): tensor_parallel_size, replicas, gpus, max_model_len, "
+        "gpu_memory_utilization, limit_mm_per_prompt (2), port, extra_args, startup_timeout_s, served_model_name, "
+        "max_concurrency (64), timeout_s (600), price_in, price_out"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_transport(cls, data: Any) -> Any:
+        return nest_transport(data, VLLMOptions)

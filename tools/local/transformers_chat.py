@@ -72,7 +72,8 @@ class TransformersChat:
         vlm = self._vlm
         return {"backend": "transformers", "path": str(self.path), "revision": self.opts.revision,
                 "config_sha256": vlm.config_hash if vlm else None, "dtype": vlm.dtype if vlm else self.opts.dtype,
-                "device": vlm.device if vlm else None, "constrained": bool(vlm and vlm.grammars)}
+                "device": vlm.device if vlm else None, "constrained": bool(vlm and vlm.grammars),
+                "top_p": self.opts.top_p, "min_pixels": self.opts.min_pixels, "max_pixels": self.opts.max_pixels}
 
     async def complete(self, messages: list[Msg], *, schema: dict[str, Any] | None = None,
                        schema_name: str = "answer", tools: list[ToolDef] | None = None,
