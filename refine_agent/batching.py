@@ -147,6 +147,8 @@ class Batcher(Generic[Req, Res]):
 
     async def _answer(self, requests: list[Req], futures: list[asyncio.Future[Res]]) -> None:
         self.batch_sizes.append(len(requests))
+        if len(self.batch_sizes) > 100_000:  # a long-lived model: keep the recent history only
+            del self.batch_sizes[:50_000]
         try:
             results = list(await self.run_batch(requests))
             if len(results) != len(requests):

@@ -80,9 +80,9 @@ class TransformersChat:
                        force_tool: str | None = None, temperature: float | None = None, seed: int | None = None,
                        max_tokens: int = 1024, pattern: str | None = None) -> ChatReply:
         vlm = await self.load()
-        _, images, prefill = to_hf(messages)
+        hf_messages, images, prefill = to_hf(messages)
         tool_defs = [t for t in tools or [] if force_tool is None or t.name == force_tool]
-        text = self.prompt_text(vlm, messages, tools)
+        text = _template(vlm, hf_messages, prefill, tools)
         constraint = None
         if tool_defs:
             constraint = Constraint.from_schema(_tool_call_schema(tool_defs), max_tokens)
@@ -110,9 +110,7 @@ class TransformersChat:
     def prompt_text(self, vlm: LoadedVLM, messages: list[Msg], tools: list[ToolDef] | None = None) -> str:
         """The prompt as the model sees it: the chat template applied, continuing a final assistant message."""
         hf_messages, _, prefill = to_hf(messages)
-        return str(vlm.processor.apply_chat_template(
-            hf_messages, tools=[_tool_json(t) for t in tools] if tools else None, tokenize=False,
-            add_generation_prompt=prefill is None, continue_final_message=prefill is not None))
+        return _template(vlm, hf_messages, prefill, tools)
 
     async def aclose(self) -> None:
         """The loaded model stays in the process-wide pool for other tools; ``model_pool().aclose()`` frees it."""
@@ -151,6 +149,13 @@ def to_hf(messages: list[Msg]) -> tuple[list[dict[str, Any]], list[Any], str | N
     if last is not None and last.role == "assistant" and not last.tool_calls:
         prefill = "".join(p for p in last.parts if isinstance(p, str))
     return out, images, prefill
+
+
+def _template(vlm: LoadedVLM, hf_messages: list[dict[str, Any]], prefill: str | None,
+              tools: list[ToolDef] | None) -> str:
+    return str(vlm.processor.apply_chat_template(
+        hf_messages, tools=[_tool_json(t) for t in tools] if tools else None, tokenize=False,
+        add_generation_prompt=prefill is None, continue_final_message=prefill is not None))
 
 
 def _tool_json(tool: ToolDef) -> dict[str, Any]:

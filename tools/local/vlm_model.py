@@ -74,8 +74,10 @@ class LoadedVLM:
     batcher: Batcher[Prompt, Generated] | None = None
 
     def __post_init__(self) -> None:
+        # Two batches at once: the next one is preprocessed (images resized and patched, on the CPU) while
+        # the current one generates; generation itself stays in the model's one worker thread.
         self.batcher = Batcher(self._run, max_size=256, key=lambda p: p.decoding, limit=_limit,
-                               wait=lambda d: d.wait_s)
+                               wait=lambda d: d.wait_s, max_batches=2)
 
     async def submit(self, prompt: Prompt) -> Generated:
         assert self.batcher is not None
@@ -83,7 +85,11 @@ class LoadedVLM:
 
     async def _run(self, prompts: list[Prompt]) -> list[Generated]:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.thread, self._generate, prompts)
+            loop = asyncio.get_running_loop()
+            # On a GPU the next batch is preprocessed in a helper thread while this one generates; on a CPU
+            # the cores are busy generating, and torch in a second thread slows every torch call.
+            prep = loop.run_in_executor(self.thread if self.device == "cpu" else None, self._preprocess, prompts)
+            return await loop.run_in_executor(self.thread, self._generate, prompts, await prep)
         except ToolError:
             raise
         except Exception as exc:
@@ -92,14 +98,18 @@ class LoadedVLM:
             text = " ".join(str(exc).split())[:300]
             raise PermanentToolError(f"{self.path.name} failed on this request: {type(exc).__name__}: {text}") from None
 
-    def _generate(self, prompts: list[Prompt]) -> list[Generated]:
+    def _preprocess(self, prompts: list[Prompt]) -> Any:
+        """The batch's token ids and pixel values, left-padded (in a helper thread)."""
+        images = [p.images for p in prompts]
+        return self.processor(text=[p.text for p in prompts], images=images if any(images) else None,
+                              padding=True, return_tensors="pt")
+
+    def _generate(self, prompts: list[Prompt], inputs: Any) -> list[Generated]:
         """One left-padded ``generate`` (in the model's worker thread)."""
         import torch
 
         decoding = prompts[0].decoding
-        images = [p.images for p in prompts]
-        inputs = self.processor(text=[p.text for p in prompts], images=images if any(images) else None,
-                                padding=True, return_tensors="pt").to(self.model.device)
+        inputs = inputs.to(self.model.device)
         kwargs: dict[str, Any] = {"max_new_tokens": decoding.max_new_tokens, "do_sample": decoding.temperature > 0}
         if decoding.temperature > 0:
             kwargs["temperature"] = decoding.temperature
@@ -165,15 +175,13 @@ def load_vlm(path: Path, options: TransformersOptions) -> LoadedVLM:
         kwargs["revision"] = options.revision
     if options.attn_implementation:
         kwargs["attn_implementation"] = options.attn_implementation
-    if options.device_map:
-        kwargs["device_map"] = options.device_map
+    # straight onto the device (a 16 GB model should not pass through CPU memory), or sharded over GPUs
+    kwargs["device_map"] = options.device_map or {"": device}
     try:
         with _LOADING:
             from transformers import AutoModelForImageTextToText
 
             model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-            if not options.device_map:
-                model.to(device)
             model.eval()
             processor = load_processor(path, min_pixels=options.min_pixels, max_pixels=options.max_pixels)
     except (ConfigError, ToolError):
