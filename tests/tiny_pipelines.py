@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from tests.model_folders import build_once
 
 CLIP_MAX_LENGTH = 77
 QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -407,28 +408,5 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
 
 
 def build(name: str, root: Path) -> Path:
-    """`root/name`, built by `BUILDERS[name]` unless it already holds a model_index.json.
-
-    Builds into a temporary sibling and renames it into place, so concurrent test workers never see half a
-    folder (save_pretrained writes model_index.json before the weights).
-    """
-    root = Path(root)
-    folder = root / name
-    if (folder / "model_index.json").exists():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    try:
-        BUILDERS[name](tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if folder.exists() and not (folder / "model_index.json").exists():
-        shutil.rmtree(folder, ignore_errors=True)  # debris of an interrupted build by other means
-    try:
-        tmp.rename(folder)
-    except OSError:  # another worker finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / "model_index.json").exists():
-            raise
-    return folder
+    """`root/name`, built by `BUILDERS[name]` once (see `tests.model_folders.build_once`)."""
+    return build_once(root, name, BUILDERS[name], "model_index.json")

@@ -44,3 +44,14 @@ def vlms(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 
     root = tmp_path_factory.mktemp("vlms")
     return lambda name: build(name, root)
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> tuple[Path, str]:
+    """A synthetic scene saved as a PNG, and its instruction (a colour change), for the CLI tests."""
+    from refine_agent.tools.synthetic.generate import make_sample
+
+    sample = make_sample(1, seed=0)
+    path = tmp_path / "scene.png"
+    sample.image().save(path)
+    return path, sample.instruction

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from refine_agent.tools.synthetic.generate import make_sample
 from typer.testing import CliRunner
 
 from refine_agent.cli import app
@@ -30,14 +29,6 @@ def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.output
     return lines[0]
-
-
-@pytest.fixture
-def scene(tmp_path: Path) -> tuple[Path, str]:
-    sample = make_sample(1, seed=0)
-    path = tmp_path / "scene.png"
-    sample.image().save(path)
-    return path, sample.instruction
 
 
 def class_options(name: str) -> list[str]:

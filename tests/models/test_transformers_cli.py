@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from refine_agent.tools.judges.prompts import MODES
-from refine_agent.tools.synthetic.generate import make_sample
 from typer.testing import CliRunner
 
 from refine_agent.cli import app
@@ -22,14 +21,6 @@ JUDGE_MODES = [m for m, mode in MODES.items() if mode.kind == "judge"]
 
 def invoke(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(app, list(args))
-
-
-@pytest.fixture
-def scene(tmp_path: Path) -> tuple[Path, str]:
-    sample = make_sample(1, seed=0)
-    path = tmp_path / "scene.png"
-    sample.image().save(path)
-    return path, sample.instruction
 
 
 def local_tools(model: Path, mode: str, structured: bool) -> list[str]:

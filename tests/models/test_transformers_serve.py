@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from refine_agent.tools.synthetic.generate import make_sample
 from typer.testing import CliRunner
 
 from refine_agent.cli import app
@@ -155,14 +154,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(wait)
         except subprocess.TimeoutExpired:
             pass
-
-
-@pytest.fixture
-def scene(tmp_path: Path) -> tuple[Path, str]:
-    sample = make_sample(1, seed=0)
-    path = tmp_path / "scene.png"
-    sample.image().save(path)
-    return path, sample.instruction
 
 
 @pytest.fixture

@@ -83,19 +83,9 @@ def _free_text_fields(schema: Any) -> list[dict[str, Any]]:
 def bounded_text(schema: dict[str, Any], limit: int) -> dict[str, Any]:
     """The schema with a pattern on every free-text string (one without an enum, const or pattern)."""
     out = copy.deepcopy(schema)
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "string" and not {"enum", "const", "pattern"} & node.keys():
-                node["pattern"] = "^" + FREE_TEXT % limit + "$"
-                node.pop("maxLength", None)
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(out)
+    for node in _free_text_fields(out):
+        node["pattern"] = "^" + FREE_TEXT % limit + "$"
+        node.pop("maxLength", None)
     return out
 
 
