@@ -50,3 +50,22 @@ class BrightnessJudge:
             return Verdict.failed("parse_error", "could not read the reply", raw="???")
         score = float(req.edited.array.mean()) / 25.5
         return Verdict(overall=round(score, 4), passed=score >= 5)
+
+
+class LenientJudge:
+    """Passes everything with overall 9: the judge judge-check must flag. ``black`` says what it does with an
+    all-black edit instead: ``pass`` (the default), ``raise`` (an exception) or ``fail`` (a failed Verdict)."""
+
+    name = "lenient"
+
+    def __init__(self, black: str = "pass") -> None:
+        if black not in ("pass", "raise", "fail"):
+            raise TypeError(f"black must be pass, raise or fail, not {black!r}")
+        self.black = black
+
+    async def judge(self, req: JudgeRequest) -> Verdict:
+        if self.black != "pass" and not req.edited.array.any():
+            if self.black == "raise":
+                raise RuntimeError("cannot judge an all-black image")
+            return Verdict.failed("refused", "the image is all black", judge=self.name)
+        return Verdict(overall=9.0, passed=True, judge=self.name)

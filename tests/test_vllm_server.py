@@ -16,7 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from refine_agent.tools.local import vllm_server as vs
+from refine_agent.tools.local import vllm_process as vs
+from refine_agent.tools.local import vllm_server
 from refine_agent.tools.local.vllm_server import (
     ServerGroup,
     ServerStartError,
@@ -98,7 +99,7 @@ def test_default_gpus_and_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5")
     assert gpu_groups(VLLMServerOptions(replicas=3)) == [["2"], ["3"], ["5"]]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    monkeypatch.setattr(vs, "_detected_gpus", lambda: None)  # no driver to ask: assume 0..N-1
+    monkeypatch.setattr(vllm_server, "_detected_gpus", lambda: None)  # no driver to ask: assume 0..N-1
     assert gpu_groups(VLLMServerOptions(replicas=2, tensor_parallel_size=2)) == [["0", "1"], ["2", "3"]]
     group = ServerGroup("m", VLLMServerOptions(replicas=3))
     ports = [int(u.split(":")[2].split("/")[0]) for u in group.urls]
@@ -114,7 +115,7 @@ def test_too_few_gpus_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ConfigError, match="need 1 GPUs, but only 0"):
         ServerGroup("m", VLLMServerOptions())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    monkeypatch.setattr(vs, "_detected_gpus", lambda: 1)
+    monkeypatch.setattr(vllm_server, "_detected_gpus", lambda: 1)
     with pytest.raises(ConfigError, match=r"only 1 are available \(detected: 0\)"):
         ServerGroup("m", VLLMServerOptions(replicas=2))
     with pytest.raises(ConfigError, match="twice"):

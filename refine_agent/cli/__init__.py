@@ -9,13 +9,14 @@ lazily, inside commands.
 
 from __future__ import annotations
 
-from . import bench, run
+from . import bench, check, run
 from .app import app, datasets_app, main
 
 for _command in (run.edit, run.refine, run.tools, run.demo, bench.bench, bench.rejudge, bench.export,
                  bench.ablate):
     app.command()(_command)
 app.command("judge-eval")(bench.judge_eval)
+app.command("judge-check")(check.judge_check)
 app.command()(bench.report)
 datasets_app.command("make")(run.datasets_make)
 

@@ -15,6 +15,7 @@ SEED_COMMANDS = [
     ["bench", "synthetic", "--run-dir", "{tmp}/run", "--limit", "2"],
     ["datasets", "make", "synthetic", "--n", "2", "--out", "{tmp}/d"],
     ["judge-eval", "synthetic", "--judge", "verify", "--limit", "2"],
+    ["judge-check", "synthetic", "--judge", "verify", "--limit", "2"],
     ["edit", "{tmp}/nothing.png", "make it blue"],
 ]
 
