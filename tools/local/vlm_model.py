@@ -74,10 +74,11 @@ class LoadedVLM:
     batcher: Batcher[Prompt, Generated] | None = None
 
     def __post_init__(self) -> None:
-        # Two batches at once: the next one is preprocessed (images resized and patched, on the CPU) while
-        # the current one generates; generation itself stays in the model's one worker thread.
+        # On a GPU, two batches at once: the next one is preprocessed (images resized and patched, on the CPU)
+        # while the current one generates; generation itself stays in the model's one worker thread. On a
+        # CPU both would compete for the same cores, so one batch at a time lets the next fill up meanwhile.
         self.batcher = Batcher(self._run, max_size=256, key=lambda p: p.decoding, limit=_limit,
-                               wait=lambda d: d.wait_s, max_batches=2)
+                               wait=lambda d: d.wait_s, max_batches=1 if self.device == "cpu" else 2)
 
     async def submit(self, prompt: Prompt) -> Generated:
         assert self.batcher is not None
