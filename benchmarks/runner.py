@@ -20,13 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from refine_agent import __version__
 from refine_agent.cache import identity_hash
 from refine_agent.config import RunConfig, ToolSpec, public_dump
-from refine_agent.errors import ConfigError, InputError, describe
+from refine_agent.errors import ConfigError, InputError, ToolUnavailableError, describe
 from refine_agent.images import Image
 from refine_agent.protocols import close_tools, load_tools, tool_identity
-from refine_agent.registry import create_tool
 from refine_agent.run_context import server_log_dir
 from refine_agent.runtime import Runtime
-from refine_agent.session import Toolset, build_tools, run_one
+from refine_agent.session import Toolset, build_tools, make_tool, placement_record, run_one
 from refine_agent.store import RunStore, SampleInputs, StoreCache
 from refine_agent.types import Round, Trajectory
 
@@ -120,8 +119,18 @@ class Bench:
         spec = self.settings.eval_judge
         if spec is None:
             return None
-        tool = create_tool("judge", spec.spec, spec.options)
+        tool = make_tool("judge", spec, self.config.ray)
+        if self._remote(tool) or self._remote(self.tools.judge):
+            return tool  # identities are known once actors load: a duplicate of the loop judge is dropped then
         return None if tool_identity(tool) == tool_identity(self.tools.judge) else tool
+
+    @staticmethod
+    def _remote(tool: Any) -> bool:
+        return hasattr(tool, "placement_record")  # a tool run as Ray actors (tools/distributed)
+
+    def placement(self) -> dict[str, Any] | None:
+        """Where the tools run when some run as Ray actors: the cluster and each tool's actors (for run.json)."""
+        return placement_record({**vars(self.tools), "eval_judge": self.eval_tool})
 
     # -- run.json ------------------------------------------------------------------------------------------
     def run_info(self, dataset: Dataset) -> dict[str, Any]:
@@ -148,7 +157,13 @@ class Bench:
         before the run is recorded, so a model that cannot load leaves no run behind."""
         dataset = load_dataset(self.settings.dataset, limit=self.settings.limit, seed=self.config.seed,
                                options=self.settings.dataset_options)
+        remote = any(self._remote(t) for t in (*vars(self.tools).values(), self.eval_tool))
+        if remote:  # tools run as Ray actors tell their identities (which run.json holds) once they have loaded
+            asyncio.run(self.load())
         info = self.run_info(dataset)
+        cluster = self.placement() if remote else None
+        if cluster is not None:
+            info["cluster"] = cluster
         old = self.store.read_run_info()
         if old is not None or not self.store.is_empty:
             if not resume:
@@ -163,8 +178,9 @@ class Bench:
                 # what may differ between sessions (limit, concurrency) stays on record, session by session
                 info["resumes"] = [*old.get("resumes", []), {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                                              "limit": self.settings.limit,
-                                                             "max_samples": self.settings.max_samples}]
-        if load:
+                                                             "max_samples": self.settings.max_samples,
+                                                             **({"cluster": cluster} if cluster else {})}]
+        if load and not remote:
             asyncio.run(self.load())
         self.store.write_run_info(info)
         self.info = info
@@ -174,6 +190,9 @@ class Bench:
         server_log_dir.set(self.store.dir / "servers")  # managed servers (vllm:) log into the run
         await self.tools.load()
         await load_tools(self.eval_tool)
+        if self.eval_tool is not None and tool_identity(self.eval_tool) == tool_identity(self.tools.judge):
+            await close_tools(self.eval_tool)  # the loop judge again (known now that actors have loaded)
+            self.eval_tool = None
 
     # -- samples -------------------------------------------------------------------------------------------
     async def run(self, dataset: Dataset) -> None:
@@ -223,6 +242,13 @@ class Bench:
         result = await run_one(self.config, self.tools, source, item.instruction, edited=edited, sample_id=item.id,
                                runtime=self.runtime, on_round=on_round, context=item.context, mask=mask)
         traj = result.trajectory
+        if result.failure is not None and isinstance(result.failure.cause, ToolUnavailableError):
+            # the tool is gone (its actors died), not wrong about this sample: an error record, which --resume
+            # runs again, replaying the calls that were made from the cache
+            await asyncio.to_thread(self.store.fail_sample, item.id, index, str(result.failure), "tool_unavailable",
+                                    item.category, item.instruction)
+            self.progress.errors += 1
+            return
         if self.eval_tool is not None:
             await self._evaluate(item, source, mask, traj, result.bank.get)
         await asyncio.to_thread(self.store.finish_sample, item.id, index, item.category, item.instruction, traj,

@@ -18,6 +18,7 @@ from .budget import Budget
 from .errors import ConfigError, parse_failure, validation_message
 from .images import DEFAULT_MAX_PIXELS
 from .loop import LoopPolicy
+from .placement import RayConfig
 from .runtime import RuntimeConfig
 from .textio import read_text
 
@@ -60,6 +61,8 @@ class RunConfig(BaseModel):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     seed: int = Field(default=0, ge=0, le=SEED_MAX, description="run seed; every random choice derives from it")
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="largest image accepted")
+    ray: RayConfig | None = Field(default=None, description="run tools given workers=N as Ray actors on this "
+                                  "cluster (--ray); None: everything runs in this process")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -52,6 +52,11 @@ class PermanentToolError(ToolError):
     """A failure that retrying cannot fix: bad request, auth, refusal, unsupported input."""
 
 
+class ToolUnavailableError(PermanentToolError):
+    """The tool is gone for this run (e.g. every one of its Ray actors died): not a verdict on the request, so the
+    sample is recorded as an error that ``--resume`` runs again."""
+
+
 class RefusedError(PermanentToolError):
     """The tool refused this request (e.g. on content-policy grounds); another request may be served."""
 

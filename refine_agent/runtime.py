@@ -10,7 +10,8 @@ import asyncio
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -50,6 +51,20 @@ def bill(usage: Usage) -> None:
     meter = _METER.get()
     if meter is not None:
         meter.append(usage)
+
+
+@contextmanager
+def call_scope(attempt: int) -> Iterator[list[Usage]]:
+    """Run one attempt of a tool call outside the runtime that made it (in a Ray actor, on its behalf): inside,
+    ``current_attempt()`` is ``attempt`` and what ``bill()`` reports is collected in the yielded list, for the
+    caller to bill where the runtime is."""
+    meter: list[Usage] = []
+    attempt_token, meter_token = _ATTEMPT.set(attempt), _METER.set(meter)
+    try:
+        yield meter
+    finally:
+        _METER.reset(meter_token)
+        _ATTEMPT.reset(attempt_token)
 
 
 class RetryPolicy(BaseModel):

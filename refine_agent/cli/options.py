@@ -87,6 +87,10 @@ TimeoutOpt = Annotated[float | None, typer.Option(
     "--timeout", rich_help_panel=RUN, help="Per-call timeout in seconds")]
 RetriesOpt = Annotated[int | None, typer.Option(
     "--max-attempts", min=1, rich_help_panel=RUN, help="Attempts per tool call for transient errors")]
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", envvar="REFINE_AGENT_RAY", rich_help_panel=RUN,
+    help="Run the tools given -E/-J/-C workers=N as Ray actors on this cluster: local (started here, stopped at "
+    "the end), auto (the running one) or ray://HOST:PORT (needs refine-agent[ray])")]
 
 
 def _run_options(
@@ -98,6 +102,7 @@ def _run_options(
     max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
     keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None,
     max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
+    ray: RayOpt = None,
 ) -> None:
     """The options every run command takes; ``with_run_options`` copies them onto a command."""
 
@@ -162,7 +167,7 @@ def config_from_flags(*, config: Path | None, editor: str | None = None, refine_
                       max_seconds: float | None = None, max_cost: float | None = None,
                       max_calls: list[str] | None = None, base: str | None = None, keep_going: bool = False,
                       seed: int | None = None, max_pixels: int | None = None, timeout: float | None = None,
-                      max_attempts: int | None = None) -> RunConfig:
+                      max_attempts: int | None = None, ray: str | None = None) -> RunConfig:
     data = read_config_file(config) if config else {}
     source = f"config file {config}"
     _tool(data, "editor", editor, editor_opt, source)
@@ -181,6 +186,9 @@ def config_from_flags(*, config: Path | None, editor: str | None = None, refine_
         _set(data, path, value)
     if keep_going:
         _set(data, "policy.stop_on_pass", False)
+    if ray is not None:  # the address replaces the file's; its other ray settings stay
+        current = data.get("ray")
+        data["ray"] = {**current, "address": ray} if isinstance(current, dict) else {"address": ray}
     for kind, n in parse_key_values(max_calls, "--max-calls").items():
         if kind not in (*TOOL_KINDS, "controller", "total"):
             raise ConfigError(f"--max-calls {kind}={n}: kind must be editor, judge, critic, controller or total")
