@@ -90,6 +90,15 @@ class ChatBackend(Protocol):
                        max_tokens: int = 1024) -> ChatReply: ...
 
 
+def continued_text(messages: list[Msg]) -> str | None:
+    """The text of a final assistant message (no tool calls) that a ``continues_final_message`` backend
+    continues, e.g. IE-Critic's ``<think>`` prefill; None when the reply is a new turn."""
+    last = messages[-1] if messages else None
+    if last is None or last.role != "assistant" or last.tool_calls:
+        return None
+    return "".join(p for p in last.parts if isinstance(p, str))
+
+
 def wire_seed(seed: int, takes_seed: bool = True) -> int | None:
     """The seed a request with ``seed`` carries on the wire: 31 bits, or None for a backend that takes none."""
     return seed % (2**31) if takes_seed else None

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel
-from refine_agent.tools.api.backend import ChatReply, Msg, ToolCall, ToolDef, wire_seed
+from refine_agent.tools.api.backend import ChatReply, Msg, ToolCall, ToolDef, continued_text, wire_seed
 
 from refine_agent.errors import MissingExtraError
 from refine_agent.pool import ModelKey, model_pool
@@ -144,11 +144,7 @@ def to_hf(messages: list[Msg]) -> tuple[list[dict[str, Any]], list[Any], str | N
             item["tool_calls"] = [{"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                                   for c in m.tool_calls]
         out.append(item)
-    prefill = None
-    last = messages[-1] if messages else None
-    if last is not None and last.role == "assistant" and not last.tool_calls:
-        prefill = "".join(p for p in last.parts if isinstance(p, str))
-    return out, images, prefill
+    return out, images, continued_text(messages)
 
 
 def _template(vlm: LoadedVLM, hf_messages: list[dict[str, Any]], prefill: str | None,

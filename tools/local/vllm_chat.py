@@ -14,7 +14,7 @@ import importlib.util
 from typing import Any
 
 from pydantic import BaseModel
-from refine_agent.tools.api.backend import ChatReply, Msg, ToolDef, wire_seed
+from refine_agent.tools.api.backend import ChatReply, Msg, ToolDef, continued_text, wire_seed
 from refine_agent.tools.api.openai_chat import OpenAIChat
 from refine_agent.tools.api.options import APIOptions
 
@@ -98,7 +98,7 @@ class VLLMChat:
         extra: dict[str, Any] = {}
         if pattern is not None and schema is None:
             extra["structured_outputs"] = {"regex": pattern}
-        prefill = _prefill(messages)
+        prefill = continued_text(messages)
         if prefill is not None:
             extra.update(continue_final_message=True, add_generation_prompt=False)
         try:
@@ -119,13 +119,6 @@ class VLLMChat:
         (``model_pool().aclose()``, and the exit hooks as a backstop)."""
         if self._http is not None:
             await self._http.aclose()
-
-
-def _prefill(messages: list[Msg]) -> str | None:
-    last = messages[-1] if messages else None
-    if last is None or last.role != "assistant" or last.tool_calls:
-        return None
-    return "".join(p for p in last.parts if isinstance(p, str))
 
 
 def _log_name(model: str) -> str:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refine_agent.batching import Batcher
-from refine_agent.errors import ConfigError, PermanentToolError, ToolError
+from refine_agent.errors import ConfigError, PermanentToolError, ToolError, describe
 
 from .grammar import Constraint, Grammars
 from .options import TransformersOptions
-
-_LOADING = threading.Lock()  # transformers and diffusers load on the meta device by patching torch globally
+from .weights import LOADING, load_failure, resolve_dtype
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,7 @@ class LoadedVLM:
     dtype: str
     config_hash: str
     grammars: Grammars | None
+    stop_ids: frozenset[int]  # the tokens that end a reply (the model's eos ids and the tokenizer's)
     thread: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="vlm"))
     batcher: Batcher[Prompt, Generated] | None = None
 
@@ -96,8 +95,7 @@ class LoadedVLM:
         except Exception as exc:
             if len(prompts) > 1:
                 raise  # the batcher splits the batch to find the request that fails
-            text = " ".join(str(exc).split())[:300]
-            raise PermanentToolError(f"{self.path.name} failed on this request: {type(exc).__name__}: {text}") from None
+            raise PermanentToolError(f"{self.path.name} failed on this request: {describe(exc)}") from None
 
     def _preprocess(self, prompts: list[Prompt]) -> Any:
         """The batch's token ids and pixel values, left-padded (in a helper thread)."""
@@ -129,10 +127,9 @@ class LoadedVLM:
         with torch.inference_mode():
             out = self.model.generate(**inputs, pad_token_id=tokenizer.pad_token_id, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]
-        stops = set(_as_list(self.model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
         results = []
         for i, row in enumerate(new.tolist()):
-            end = next((j for j, t in enumerate(row) if t in stops), None)
+            end = next((j for j, t in enumerate(row) if t in self.stop_ids), None)
             tokens = row if end is None else row[:end]
             results.append(Generated(
                 text=tokenizer.decode(tokens, skip_special_tokens=True),
@@ -170,7 +167,7 @@ def load_vlm(path: Path, options: TransformersOptions) -> LoadedVLM:
     from .vlm_processor import load_processor
 
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = resolve_dtype(options.dtype, device)
+    dtype = resolve_dtype(options.dtype, (device,))
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "local_files_only": not options.allow_download}
     if options.revision:
         kwargs["revision"] = options.revision
@@ -179,7 +176,7 @@ def load_vlm(path: Path, options: TransformersOptions) -> LoadedVLM:
     # straight onto the device (a 16 GB model should not pass through CPU memory), or sharded over GPUs
     kwargs["device_map"] = options.device_map or {"": device}
     try:
-        with _LOADING:
+        with LOADING:  # one load at a time in a process (see weights.LOADING)
             from transformers import AutoModelForImageTextToText
 
             model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
@@ -188,32 +185,22 @@ def load_vlm(path: Path, options: TransformersOptions) -> LoadedVLM:
     except (ConfigError, ToolError):
         raise
     except Exception as exc:  # noqa: BLE001 (transformers raises many types for a bad folder; each is one line)
-        text = " ".join(str(exc).split())[:400]
-        raise ConfigError(f"cannot load the model at {path}: {type(exc).__name__}: {text}") from None
+        raise ConfigError(f"cannot load the model at {path}: {load_failure(exc)}") from None
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # generation continues each row from its last real token
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    stops = frozenset(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
     grammars = None
     try:
         import xgrammar  # noqa: F401
 
         width = model.get_output_embeddings().weight.shape[0]  # the logits' width, often > len(tokenizer)
-        stops = sorted(set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id})
-        grammars = Grammars(tokenizer, width, stop_token_ids=stops)
+        grammars = Grammars(tokenizer, width, stop_token_ids=sorted(stops))
     except ImportError:
         pass
     config_file = path / "config.json"
     config_hash = hashlib.sha256(config_file.read_bytes()).hexdigest()[:16] if config_file.is_file() else ""
     return LoadedVLM(path=path, model=model, processor=processor, device=device if not options.device_map else
-                     f"device_map={options.device_map}", dtype=dtype, config_hash=config_hash, grammars=grammars)
-
-
-def resolve_dtype(name: str, device: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    if device.startswith("cuda"):
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
+                     f"device_map={options.device_map}", dtype=dtype, config_hash=config_hash, grammars=grammars,
+                     stop_ids=stops)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refine_agent.errors import ConfigError
+from refine_agent.errors import ConfigError, describe
 
 _CONFIG_NAMES = ("config.json", "scheduler_config.json", "tokenizer_config.json", "preprocessor_config.json",
                  "processor_config.json", "generation_config.json")
@@ -49,7 +49,7 @@ def read(path: Path) -> PipelineFolder:
         raw = index_file.read_bytes()
         index = json.loads(raw.decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{index_file} cannot be read as JSON ({_first_line(exc)}); the folder is damaged") from None
+        raise ConfigError(f"{index_file} cannot be read as JSON ({describe(exc)}); the folder is damaged") from None
     if not isinstance(index, dict) or not isinstance(index.get("_class_name"), str):
         raise ConfigError(f"{index_file} has no '_class_name': it does not describe a diffusers pipeline")
     components = {k: v for k, v in index.items() if not k.startswith("_")}
@@ -84,8 +84,3 @@ def fingerprint(path: Path, index_bytes: bytes, components: dict[str, Any]) -> s
             elif file.name.endswith(_WEIGHT_SUFFIXES):
                 digest.update(f"\0{rel}\0{file.stat().st_size}".encode())
     return digest.hexdigest()[:16]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return " ".join(text[0].split())[:300] if text else type(exc).__name__

@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import re
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from refine_agent.tools.local.weights import LOADING, load_failure, resolve_dtype
 
 from refine_agent.errors import ConfigError, MissingExtraError
 
@@ -147,27 +147,12 @@ def resolve_devices(options: DiffusersOptions) -> tuple[str, ...]:
     return devices
 
 
-def resolve_dtype(name: str, devices: tuple[str, ...]) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    kinds = {d.split(":")[0] for d in devices}
-    if kinds == {"cuda"}:
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if kinds == {"mps"}:
-        return "float16"
-    return "float32"  # CPU: half precision is slow or unsupported there
-
-
-_LOADING = threading.Lock()
 
 
 def load_replica(plan: Plan, device: str) -> Any:
-    """Load the pipeline onto ``device`` (blocking: call it from a worker thread). One load at a time in a
-    process: diffusers and accelerate load on the meta device by patching torch globally, so two loads in
-    two threads corrupt each other ("Cannot copy out of meta tensor")."""
-    with _LOADING:
+    """Load the pipeline onto ``device`` (blocking: call it from a worker thread; one load at a time in a
+    process, see ``weights.LOADING``)."""
+    with LOADING:
         return _load(plan, device)
 
 
@@ -195,7 +180,7 @@ def _load(plan: Plan, device: str) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 (diffusers raises many types for a bad folder; each is one line)
         raise ConfigError(f"cannot load the {folder.class_name} pipeline from {folder.path}: "
-                          f"{_load_failure(exc)}") from None
+                          f"{load_failure(exc)}") from None
     vae = getattr(pipe, "vae", None)
     if options.vae_tiling:
         _enable(vae, pipe, "tiling")
@@ -211,17 +196,3 @@ def _enable(vae: Any, pipe: Any, what: str) -> None:
     if method is None:
         raise ConfigError(f"vae_{what}: this pipeline's VAE has no {what}")
     method()
-
-
-def _load_failure(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = " ".join(lines[0].split())[:400] if lines else ""
-    name = type(exc).__name__
-    lowered = text.lower()
-    if "unable to load weights from checkpoint" in lowered or "deserializ" in lowered or name == "SafetensorError":
-        file = re.search(r"'([^']+)'", text)
-        which = f" {file.group(1)}" if file else ""
-        return f"the weight file{which} is damaged or is not a weights file; download it again"
-    if "no file named" in lowered:
-        return f"a weight file is missing: {text}"
-    return f"{name}: {text}" if text else name

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from refine_agent.batching import Batcher
-from refine_agent.errors import PermanentToolError, ToolError
+from refine_agent.errors import PermanentToolError, ToolError, describe
 
 from .adapters import to_arrays
 from .loading import Plan, load_replica
@@ -115,8 +115,7 @@ class PipelineService:
         except Exception as exc:
             if len(jobs) > 1:
                 raise  # the batcher splits the batch to find the request that fails
-            raise PermanentToolError(f"{self.plan.folder.class_name} failed on this edit: "
-                                     f"{type(exc).__name__}: {_one_line(exc)}") from None
+            raise PermanentToolError(f"{self.plan.folder.class_name} failed on this edit: {describe(exc)}") from None
         finally:
             self._free.append(replica)
         return [Generated(a, a8, len(jobs), seconds, replica.device) for a, a8 in arrays]
@@ -136,7 +135,7 @@ class PipelineService:
         except Exception as exc:
             if _is_oom(exc):
                 _free_memory(replica.device)
-                raise OutOfMemory(len(jobs), replica.device, _one_line(exc)) from None
+                raise OutOfMemory(len(jobs), replica.device, describe(exc)) from None
             raise
         seconds = time.perf_counter() - start
         arrays = to_arrays(output.images if hasattr(output, "images") else output[0])
@@ -182,8 +181,3 @@ def _free_memory(device: str) -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[0].split())[:300] if lines else type(exc).__name__
