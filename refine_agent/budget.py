@@ -67,6 +67,13 @@ class BudgetTracker:
             return "total"
         return None
 
+    def candidates_that_fit(self, asked: int) -> int:
+        """How many of ``asked`` candidates (an edit and a judgment each) the call limits still allow, 0..asked."""
+        for n in range(asked, 0, -1):
+            if self.calls_exceeded({"editor": n, "judge": n}) is None:
+                return n
+        return 0
+
     def stop_before_round(self, index: int, needs: dict[str, int]) -> StopReason | None:
         """The reason round ``index`` (>= 1) must not start, or None if the budget allows it.
 

@@ -64,6 +64,13 @@ class RunConfig(BaseModel):
     ray: RayConfig | None = Field(default=None, description="run tools given workers=N as Ray actors on this "
                                   "cluster (--ray); None: everything runs in this process")
 
+    @model_validator(mode="after")
+    def _candidates_need_the_policy_loop(self) -> RunConfig:
+        if self.controller is not None and self.policy.candidates > 1:
+            raise ValueError("policy.candidates (--candidates) is for the fixed-policy loop; a controller decides "
+                             "its own edits. Drop --candidates or --controller")
+        return self
+
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML (.yaml/.yml), TOML (.toml) or JSON file into a dict, with one-line errors.

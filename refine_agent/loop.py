@@ -7,6 +7,7 @@ larger budget, which is what makes budget ablations replayable from one run.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -18,12 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .budget import Budget, BudgetTracker
 from .cache import cache_key, judge_request_key, judged_images
-from .errors import ConfigError, InputError, ToolCallFailed
+from .errors import ConfigError, InputError, ToolCallFailed, ToolUnavailableError
 from .images import Image, ImageBank, MemoryImageBank
 from .protocols import Critic, Editor, Judge, Tool, check_tool, tool_identity
 from .runtime import Runtime
 from .types import (
     Base,
+    Candidate,
     Critique,
     CritiqueRequest,
     EditRequest,
@@ -34,7 +36,10 @@ from .types import (
     Trajectory,
     Verdict,
     best_round_index,
+    chosen_candidate,
 )
+
+MAX_CANDIDATES = 64
 
 
 class LoopPolicy(BaseModel):
@@ -46,10 +51,15 @@ class LoopPolicy(BaseModel):
     threshold: float | None = Field(default=None, ge=0, le=10, description="stop once overall >= this")
     patience: int | None = Field(default=None, ge=1, description="stop after N rounds that do not beat the best")
     force_base: Base | None = Field(default=None, description="ignore the critic's base; always use this one")
+    candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES, description="edits per round, made in parallel "
+                            "with their own seeds and each judged; the round keeps the best (best-of-N)")
 
 
-def derive_seed(run_seed: int, sample_id: str, round_index: int, role: str) -> int:
-    """A 63-bit seed from (run seed, sample, round, role), stable across processes and platforms."""
+def derive_seed(run_seed: int, sample_id: str, round_index: int, role: str, candidate: int = 0) -> int:
+    """A 63-bit seed from (run seed, sample, round, role, candidate), stable across processes and platforms.
+    Candidate 0 has the seed of a round without candidates, so a best-of-N round extends a single edit."""
+    if candidate:
+        role = f"{role}#{candidate}"
     digest = hashlib.sha256(f"{run_seed}|{sample_id}|{round_index}|{role}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
@@ -101,9 +111,12 @@ class _Loop:
         self.tracker = BudgetTracker(budget)
         self.rounds: list[Round] = []
         self.failure: ToolCallFailed | None = None
+        self.failures: list[ToolCallFailed] = []  # every tool failure, in order (the candidates of a round may
+        # fail while the round itself succeeds)
+        self.cut_short = False  # a round ran fewer candidates than asked: the call budget ran out
 
-    def _seed(self, index: int, role: str) -> int:
-        return derive_seed(self.seed, self.sample_id, index, role)
+    def _seed(self, index: int, role: str, candidate: int = 0) -> int:
+        return derive_seed(self.seed, self.sample_id, index, role, candidate)
 
     async def _call(self, kind: ToolKind, tool: Tool, invoke: Callable[[], Awaitable[T]], key: str,
                     rnd: Round, timing: str) -> T:
@@ -121,8 +134,8 @@ class _Loop:
         rnd.seconds[timing] = rnd.seconds.get(timing, 0.0) + out.record.seconds
         return out.value
 
-    async def edit(self, rnd: Round, editor: Editor, base_image: Image) -> None:
-        seed = self._seed(rnd.index, "edit")
+    async def edit(self, rnd: Round, editor: Editor, base_image: Image, candidate: int = 0) -> None:
+        seed = self._seed(rnd.index, "edit", candidate)
         rnd.seed = seed
         req = EditRequest(image=base_image, instruction=rnd.instruction, seed=seed, source=self.source)
         key = cache_key(tool_identity(editor), "edit", images=[base_image.sha256, self.source.sha256],
@@ -131,15 +144,60 @@ class _Loop:
             result = await self._call("editor", editor, lambda: editor.edit(req), key, rnd, "edit")
         except ToolCallFailed as exc:
             rnd.error = str(exc)
-            self.failure = exc
+            self.failed(exc)
             return
         rnd.image = self.bank.put(result.image)
         rnd.edit_info = json.loads(json.dumps(result.info, default=str))  # a record: plain JSON only
 
-    async def judge_round(self, rnd: Round) -> None:
+    def failed(self, exc: ToolCallFailed) -> None:
+        self.failure = exc
+        self.failures.append(exc)
+
+    async def edit_and_judge(self, rnd: Round, editor: Editor, base_image: Image) -> None:
+        """Make the round's edit and judge it. With ``policy.candidates`` N > 1, as many of N candidates as the
+        call budget allows run in parallel, each with its own seeds, and the round keeps the best."""
+        asked = self.policy.candidates
+        if asked == 1:
+            await self.edit(rnd, editor, base_image)
+            if rnd.image is not None:
+                await self.judge_round(rnd)
+            return
+        # round 0 always runs (it is the baseline); a later round was checked to fit at least one candidate
+        width = max(1, self.tracker.candidates_that_fit(asked))
+        self.cut_short = width < asked
+        trials = [Round(index=rnd.index, instruction=rnd.instruction, base=rnd.base) for _ in range(width)]
+        before, first_new = self.failure, len(self.failures)
+
+        async def one(k: int, trial: Round) -> None:
+            await self.edit(trial, editor, base_image, k)
+            if trial.image is not None:
+                await self.judge_round(trial, k)
+
+        await asyncio.gather(*(one(k, t) for k, t in enumerate(trials)))
+        rnd.candidates = [Candidate(index=k, seed=t.seed, image=t.image, verdict=t.verdict, seconds=t.seconds,
+                                    usage=t.usage, calls=t.calls, edit_info=t.edit_info, error=t.error)
+                          for k, t in enumerate(trials)]
+        rnd.calls = [c for t in trials for c in t.calls]
+        for t in trials:
+            rnd.usage = rnd.usage + t.usage
+        # the candidates ran side by side: the round took as long as its slowest one
+        rnd.seconds = {k: max(t.seconds.get(k, 0.0) for t in trials) for t in trials for k in t.seconds}
+        chosen = chosen_candidate(rnd.candidates)
+        if chosen is None:  # every edit failed
+            rnd.error = next((c.error for c in rnd.candidates if c.error), "every candidate failed")
+            return
+        rnd.chosen, rnd.seed, rnd.image, rnd.verdict = chosen.index, chosen.seed, chosen.image, chosen.verdict
+        rnd.edit_info = chosen.edit_info
+        lost_tool = any(isinstance(f.cause, ToolUnavailableError) for f in self.failures[first_new:])
+        if chosen.scored and not lost_tool:
+            # the round succeeded despite failed candidates (recorded in each); a lost tool still marks the
+            # sample, so that a resumed run makes those candidates again
+            self.failure = before
+
+    async def judge_round(self, rnd: Round, candidate: int = 0) -> None:
         assert rnd.image is not None
         edited = self.bank.get(rnd.image)
-        seed = self._seed(rnd.index, "judge")
+        seed = self._seed(rnd.index, "judge", candidate)
         req = JudgeRequest(source=self.source, edited=edited, instruction=self.instruction, seed=seed,
                            mask=self.mask, context=self.context)
         key = judge_request_key(tool_identity(self.judge), req)
@@ -148,7 +206,7 @@ class _Loop:
                                                 "judge")
         except ToolCallFailed as exc:
             verdict = Verdict.failed("error", str(exc), judge=exc.tool)
-            self.failure = exc
+            self.failed(exc)
         rnd.verdict = verdict
 
     async def critique(self, rnd: Round) -> Critique | None:
@@ -171,7 +229,7 @@ class _Loop:
                                         "critique")
         except ToolCallFailed as exc:
             rnd.error = str(exc)
-            self.failure = exc
+            self.failed(exc)
             return None
         rnd.critique = critique
         return critique
@@ -223,13 +281,13 @@ class _Loop:
             editor = self.editor
             assert editor is not None  # the loops check: without an edited image there is an editor
             r0.editor = editor.name
-            await self.edit(r0, editor, self.source)
+            await self.edit_and_judge(r0, editor, self.source)
             if r0.image is None:
                 await self.finish_round(r0)
                 return StopReason.editor_failed
         else:
             r0.image = self.bank.put(edited)
-        await self.judge_round(r0)
+            await self.judge_round(r0)
         await self.finish_round(r0)
         return None
 
@@ -260,6 +318,8 @@ class _Loop:
             stop = self.policy_stop()
             if stop is not None:
                 return stop
+            if self.cut_short:  # the last round ran fewer candidates than asked: the call budget is spent
+                return StopReason.max_tool_calls
             index = len(self.rounds)
             stop = self.tracker.stop_before_round(index, self.needs_per_round())
             if stop is not None:
@@ -280,11 +340,10 @@ class _Loop:
             rnd = Round(index=index, instruction=(critique.instruction or "").strip(), base=base,
                         base_round=base_round, editor=refine_editor.name)
             self.rounds.append(rnd)
-            await self.edit(rnd, refine_editor, base_image)
+            await self.edit_and_judge(rnd, refine_editor, base_image)
             if rnd.image is None:
                 await self.finish_round(rnd)
                 return StopReason.editor_failed
-            await self.judge_round(rnd)
             await self.finish_round(rnd)
 
 

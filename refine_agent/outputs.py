@@ -27,7 +27,8 @@ from .textio import read_text
 
 PROGRAM = "refine-agent"
 LEDGER = ".refine-agent.json"  # what report, export and ablate wrote into a folder the user named
-_OUR_NAMES = re.compile(r"^(source\.png|final\.png|trajectory\.json|round_\d+\.png)$", re.IGNORECASE)
+_OUR_NAMES = re.compile(r"^(source\.png|final\.png|trajectory\.json|round_\d+(_candidate_\d+)?\.png)$",
+                        re.IGNORECASE)
 FORCE_NOTE = "add --force to replace them (files of other names are never touched)"
 
 
@@ -222,6 +223,10 @@ class OutputDir:
             if rnd.image is not None:
                 rnd.image_file = f"round_{rnd.index:02d}.png"
                 save(result.image(rnd.index), rnd.image_file)
+            for c in rnd.candidates:  # best-of-N: every candidate, the kept one too (it is also round_NN.png)
+                if c.image is not None:
+                    c.image_file = f"round_{rnd.index:02d}_candidate_{c.index:02d}.png"
+                    save(result.bank.get(c.image), c.image_file)
         best = result.best_image
         if best is not None:
             save(best, "final.png")

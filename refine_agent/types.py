@@ -260,6 +260,41 @@ class CallRecord(BaseModel):
     error: str | None = None
 
 
+class Candidate(BaseModel):
+    """One of a round's best-of-N edits (``--candidates N``): its seed, image, verdict and what it cost. The
+    round's own image, verdict and seed are those of its chosen candidate."""
+
+    index: int
+    seed: int | None = None
+    image: str | None = None
+    image_file: str | None = None
+    verdict: Verdict | None = None
+    seconds: dict[str, float] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    calls: list[CallRecord] = Field(default_factory=list)
+    edit_info: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.image is not None and self.verdict is not None and self.verdict.ok
+
+
+def candidate_key(c: Candidate) -> tuple[bool, float, int]:
+    """The order a round picks its candidate by: passing first, then higher overall, then lower index."""
+    v = c.verdict
+    assert v is not None
+    return (v.passed is True, v.overall if v.overall is not None else -1.0, -c.index)
+
+
+def chosen_candidate(candidates: list[Candidate]) -> Candidate | None:
+    """The best scored candidate; else the first with an image (its judgment failed); else None."""
+    scored = [c for c in candidates if c.scored]
+    if scored:
+        return max(scored, key=candidate_key)
+    return next((c for c in candidates if c.image is not None), None)
+
+
 class Round(BaseModel):
     """One edit and its judgment. Round 0 is the one-shot edit (or the given edit for ``refine``).
 
@@ -283,6 +318,10 @@ class Round(BaseModel):
     """What the editor reported about this edit (``EditResult.info``), e.g. a local editor's batch size and
     its share of the batch's time."""
     error: str | None = None
+    candidates: list[Candidate] = Field(default_factory=list)
+    """Every edit of a best-of-N round (``--candidates N``, N > 1), chosen or not; empty for a single edit.
+    ``calls`` and ``usage`` above include all of them."""
+    chosen: int | None = None  # the index of the candidate this round kept, when it has candidates
 
     @property
     def scored(self) -> bool:

@@ -15,6 +15,7 @@ import typer
 
 from ..config import SEED_MAX, RunConfig, parse_key_values, read_config_file, validate_config
 from ..errors import ConfigError
+from ..loop import MAX_CANDIDATES
 from ..types import TOOL_KINDS
 
 TOOLS = "Tools"
@@ -59,6 +60,10 @@ MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", envvar="REFINE_AGENT_MAX_COST", rich_help_panel=LOOP, help="Cost budget (USD)")]
 MaxCallsOpt = Annotated[list[str] | None, typer.Option(
     "--max-calls", rich_help_panel=LOOP, help="Tool-call budget kind=N, kind in editor/judge/critic/total")]
+CandidatesOpt = Annotated[int | None, typer.Option(
+    "--candidates", envvar="REFINE_AGENT_CANDIDATES", min=1, max=MAX_CANDIDATES, rich_help_panel=LOOP,
+    help="Edits per round (best-of-N): each with its own seed and judged; the round keeps the best "
+    "\\[default: 1]")]
 BaseOpt = Annotated[str | None, typer.Option(
     "--base", rich_help_panel=LOOP,
     help="Always re-edit this image: current, source or best (default: the critic's choice)")]
@@ -99,8 +104,8 @@ def _run_options(
     judge_opt: JudgeKV = None, critic_opt: CriticKV = None, controller: ControllerOpt = None,
     controller_opt: ControllerKV = None, max_rounds: MaxRoundsOpt = None, threshold: ThresholdOpt = None,
     patience: PatienceOpt = None, max_seconds: MaxSecondsOpt = None,
-    max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, base: BaseOpt = None,
-    keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None,
+    max_cost: MaxCostOpt = None, max_calls: MaxCallsOpt = None, candidates: CandidatesOpt = None,
+    base: BaseOpt = None, keep_going: KeepGoingOpt = False, seed: SeedOpt = None, config: ConfigOpt = None,
     max_pixels: MaxPixelsOpt = None, timeout: TimeoutOpt = None, max_attempts: RetriesOpt = None,
     ray: RayOpt = None,
 ) -> None:
@@ -165,7 +170,8 @@ def config_from_flags(*, config: Path | None, editor: str | None = None, refine_
                       controller_opt: list[str] | None = None, max_rounds: int | None = None,
                       threshold: float | None = None, patience: int | None = None,
                       max_seconds: float | None = None, max_cost: float | None = None,
-                      max_calls: list[str] | None = None, base: str | None = None, keep_going: bool = False,
+                      max_calls: list[str] | None = None, candidates: int | None = None,
+                      base: str | None = None, keep_going: bool = False,
                       seed: int | None = None, max_pixels: int | None = None, timeout: float | None = None,
                       max_attempts: int | None = None, ray: str | None = None) -> RunConfig:
     data = read_config_file(config) if config else {}
@@ -180,7 +186,8 @@ def config_from_flags(*, config: Path | None, editor: str | None = None, refine_
         _tool(data, "controller", controller, controller_opt, source)
     for path, value in (("budget.max_rounds", max_rounds), ("budget.max_seconds", max_seconds),
                         ("budget.max_cost", max_cost), ("policy.threshold", threshold),
-                        ("policy.patience", patience), ("policy.force_base", base), ("seed", seed),
+                        ("policy.patience", patience), ("policy.force_base", base),
+                        ("policy.candidates", candidates), ("seed", seed),
                         ("max_pixels", max_pixels), ("runtime.timeout_s", timeout),
                         ("runtime.retry.max_attempts", max_attempts)):
         _set(data, path, value)

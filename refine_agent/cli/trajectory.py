@@ -43,6 +43,9 @@ def round_table(traj: Trajectory) -> Table:
         overall, sc, pq, passed = fmt_verdict(r.verdict)
         mark = "*" if r.index == traj.best_round else ""
         base = r.base if r.base_round is None else f"{r.base} ({r.base_round})"
+        if r.candidates:  # best-of-N: which candidate the round kept, and how many passed
+            passing = sum(bool(c.verdict and c.verdict.passed) for c in r.candidates)
+            base += f"; kept {r.chosen} of {len(r.candidates)} ({passing} passed)"
         table.add_row(f"{mark}{r.index}", base, r.instruction, overall, sc, pq, passed, _note(r))
     return table
 
