@@ -13,9 +13,10 @@ from refine_agent.errors import InputError
 from refine_agent.loop import LoopPolicy
 from refine_agent.store import RunStore
 
-from .evaluate import budget_rows, collect, completeness, eval_key
+from .evaluate import budget_rows, collect, completeness, eval_key, width_rows
 from .metrics import finite
 from .replay import replayable_fields
+from .widths import check_widths, run_depth, run_width
 
 
 def parse_budgets(text: str) -> list[int]:
@@ -28,22 +29,32 @@ def parse_budgets(text: str) -> list[int]:
     return budgets
 
 
-def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int],
-           overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int] | None,
+           overrides: dict[str, Any] | None = None, widths: list[int] | None = None) -> dict[str, Any]:
     """``ablation.json``: the same ``by_budget`` shape as ``summary.json``: one entry per budget, each one past
-    the last that changes anything as ``{"same_as": k}``."""
-    top = int(run_info["config"]["budget"]["max_rounds"])
-    if budgets[-1] > top:
+    the last that changes anything as ``{"same_as": k}``; with ``widths``, ``by_candidates``: one entry per
+    width (best-of-n), at the run's own depth."""
+    top = run_depth(run_info)
+    if widths is not None:
+        check_widths(run_info, widths)
+    if budgets is None:
+        budgets = [] if widths is not None else [top]
+    if budgets and budgets[-1] > top:
         raise InputError(f"budget {budgets[-1]} is beyond the run's --max-rounds {top}; a replay cannot add rounds. "
                          f"Rerun with --max-rounds {budgets[-1]} (or 'bench --budgets ...')")
     run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
     policy = run_policy.model_copy(update=_given(overrides))
     collected = collect(store, run_info, budgets, policy)
     by_budget, not_replayable = budget_rows(collected, budgets)
+    by_width: dict[str, dict[str, Any]] = {}
+    if widths is not None:
+        by_width, narrower = width_rows(store, run_info, widths, policy)
+        not_replayable = list(dict.fromkeys([*not_replayable, *narrower]))
     if not_replayable:
         n = len(not_replayable)  # one reason per sample
-        raise InputError(f"cannot replay {_describe(overrides)}: {n} {'sample' if n == 1 else 'samples'} cannot be "
-                         f"replayed at every budget asked for (first: {not_replayable[0]}). Replayable: "
+        what = _describe(overrides) + (f", widths {','.join(map(str, widths))}" if widths else "")
+        raise InputError(f"cannot replay {what}: {n} {'sample' if n == 1 else 'samples'} cannot be "
+                         f"replayed at every budget and width asked for (first: {not_replayable[0]}). Replayable: "
                          f"{replayable_fields(run_policy)}. Rerun with the new settings instead")
     ev = run_info.get("eval_judge") or {}
     return finite({
@@ -56,13 +67,17 @@ def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int],
         "n_samples": collected.totals["n_samples"],
         **completeness(run_info, collected.totals["n_samples"]),
         "by_budget": by_budget,
+        **({"candidates": widths, "run_candidates": run_width(run_info), "by_candidates": by_width}
+           if widths is not None else {}),
     })
 
 
-def ablation_file(budgets: list[int], overrides: dict[str, Any] | None = None) -> str:
+def ablation_file(budgets: list[int] | None, overrides: dict[str, Any] | None = None,
+                  widths: list[int] | None = None) -> str:
     """The file an ``ablate`` replay writes, named after what it replays, so replays never overwrite each other
     or the ``ablation.json`` of ``bench --budgets``."""
-    parts = ["budgets", "_".join(map(str, budgets))]
+    parts = ["budgets", "_".join(map(str, budgets))] if budgets else []
+    parts += ["candidates", "_".join(map(str, widths))] if widths else []
     parts += [f"{k.replace('_', '-')}-{str(v).lower()}" for k, v in sorted(_given(overrides).items())]
     name = "ablation-" + "-".join(parts)
     if len(name) > 120:  # a long list of budgets: a short stable name instead

@@ -29,28 +29,51 @@ __all__ = ["UNREADABLE", "score_rounds"]
 async def score_rounds(store: RunStore, runtime: Runtime, judge: Any, key: str, *, run_seed: int, sample_id: str,
                        instruction: str, rounds: list[Round], source: Image, mask: Image | None,
                        context: dict[str, Any], load: Callable[[str], Awaitable[Image]],
-                       skip: Collection[int] = ()) -> None:
-    """Judge each round's image with ``judge`` and store the verdict under ``key``.
+                       skip: Collection[int] = (), skip_candidates: Collection[tuple[int, int]] = ()) -> None:
+    """Judge each round's image with ``judge`` and store the verdict under ``key``; in a best-of-N round, judge
+    every candidate (a narrower width may keep another), and the round's verdict is its kept candidate's.
 
-    Rounds without an image, and those in ``skip`` (already judged), are left out. A judge failure is a
-    failed verdict; an image ``load`` cannot read is a failed verdict marked ``UNREADABLE``, never a score.
+    Rounds without an image, and those in ``skip`` (already judged; ``skip_candidates``: (round, candidate)),
+    are left out. A judge failure is a failed verdict; an image ``load`` cannot read is a failed verdict marked
+    ``UNREADABLE``, never a score.
     """
+    judge_one = _Scorer(runtime, judge, run_seed, sample_id, instruction, source, mask, context, load)
     for rnd in rounds:
-        if rnd.image is None or rnd.index in skip:
+        if rnd.image is None:
             continue
-        try:
-            edited = await load(rnd.image)
-        except (OSError, InputError) as exc:  # a lost file is a failed judgment, counted, never scored
-            await asyncio.to_thread(store.put_eval, key, sample_id, rnd.index,
-                                    Verdict.failed("error", f"stored image unreadable: {describe(exc)}",
-                                                   info={UNREADABLE: True}))
+        todo = [c for c in rnd.candidates if c.image is not None and (rnd.index, c.index) not in skip_candidates]
+        verdicts = await asyncio.gather(*(judge_one(rnd.index, c.image or "") for c in todo))
+        kept: Verdict | None = None
+        for c, verdict in zip(todo, verdicts, strict=True):
+            await asyncio.to_thread(store.put_candidate_eval, key, sample_id, rnd.index, c.index, verdict)
+            kept = verdict if c.index == rnd.chosen else kept
+        if rnd.index in skip:
             continue
-        seed = derive_seed(run_seed, sample_id, rnd.index, "eval")
-        req = JudgeRequest(source=source, edited=edited, instruction=instruction, seed=seed, mask=mask,
-                           context=context)
-        ck = judge_request_key(tool_identity(judge), req)
-        try:
-            verdict = (await runtime.call("judge", judge, lambda r=req: judge.judge(r), key=ck)).value
-        except ToolCallFailed as exc:
-            verdict = Verdict.failed("error", describe(exc), judge=exc.tool)
+        verdict = kept if kept is not None else await judge_one(rnd.index, rnd.image)
         await asyncio.to_thread(store.put_eval, key, sample_id, rnd.index, verdict)
+
+
+class _Scorer:
+    """One evaluation judgment of an image of a round. The seed is the round's, whichever candidate: a
+    best-of-n run keeps one of these images as its round, and must get the same verdict for it."""
+
+    def __init__(self, runtime: Runtime, judge: Any, run_seed: int, sample_id: str, instruction: str,
+                 source: Image, mask: Image | None, context: dict[str, Any],
+                 load: Callable[[str], Awaitable[Image]]) -> None:
+        self.runtime, self.judge, self.load = runtime, judge, load
+        self.run_seed, self.sample_id, self.instruction = run_seed, sample_id, instruction
+        self.source, self.mask, self.context = source, mask, context
+
+    async def __call__(self, round_index: int, image: str) -> Verdict:
+        try:
+            edited = await self.load(image)
+        except (OSError, InputError) as exc:  # a lost file is a failed judgment, counted, never scored
+            return Verdict.failed("error", f"stored image unreadable: {describe(exc)}", info={UNREADABLE: True})
+        seed = derive_seed(self.run_seed, self.sample_id, round_index, "eval")
+        req = JudgeRequest(source=self.source, edited=edited, instruction=self.instruction, seed=seed,
+                           mask=self.mask, context=self.context)
+        ck = judge_request_key(tool_identity(self.judge), req)
+        try:
+            return (await self.runtime.call("judge", self.judge, lambda: self.judge.judge(req), key=ck)).value
+        except ToolCallFailed as exc:
+            return Verdict.failed("error", describe(exc), judge=exc.tool)

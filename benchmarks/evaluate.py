@@ -14,8 +14,9 @@ from typing import Any
 
 from refine_agent.loop import LoopPolicy
 from refine_agent.store import RunStore, SampleRecord
-from refine_agent.types import StopReason, Verdict
+from refine_agent.types import StopReason, Trajectory, Verdict
 
+from .bench_judge_check import add_judge_check
 from .metrics import (
     Outcome,
     Score,
@@ -28,6 +29,7 @@ from .metrics import (
     score_of,
 )
 from .replay import Cut, Cuts, NotReplayable, PerBudget, replay_budgets
+from .widths import narrow, narrowed_evals, run_depth, run_width
 
 OPTIMISTIC_WARNING = ("the evaluation judge is the loop judge: the loop kept the round this judge liked best, so "
                       "the measured gain is optimistic; rescore with 'refine-agent rejudge RUN_DIR --eval-judge "
@@ -73,9 +75,10 @@ class Collected:
         return got, why
 
 
-def collect(store: RunStore, run_info: dict[str, Any], budgets: Sequence[int], policy: LoopPolicy | None = None
-            ) -> Collected:
-    """Every sample's outcomes at ``budgets`` (sorted; a ``range`` is not expanded) and at any budget past them."""
+def collect(store: RunStore, run_info: dict[str, Any], budgets: Sequence[int], policy: LoopPolicy | None = None,
+            width: int | None = None) -> Collected:
+    """Every sample's outcomes at ``budgets`` (sorted; a ``range`` is not expanded) and at any budget past them;
+    with ``width``, as a run with that many candidates per round (``widths.check_widths`` says which can be)."""
     run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
     run_budget = int(run_info["config"]["budget"]["max_rounds"])
     judge_key = eval_key(run_info)
@@ -88,6 +91,9 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: Sequence[int], p
             errors[rec.error_kind or "error"] += 1
             continue
         traj = rec.trajectory
+        candidate_evals = store.candidate_evals(judge_key, rec.sample_id) if judge_key else {}
+        if width is not None:
+            traj = narrow(traj, width, policy or run_policy)
         for kind, n in traj.usage.calls.items():
             totals["tool_calls"][kind] = totals["tool_calls"].get(kind, 0) + n
         totals["cost_usd"] += traj.usage.cost_usd
@@ -97,17 +103,20 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: Sequence[int], p
         count_loop_failures(traj, errors, judge_key is None)
         evals: dict[int, Verdict] | None = store.evals(judge_key, rec.sample_id) if judge_key else None
         if evals is not None:
-            totals["eval_calls"] = totals.get("eval_calls", 0) + len(evals)
-            totals["cost_usd"] += sum(v.usage.cost_usd for v in evals.values())
+            stored = rec.trajectory.rounds  # a round's own verdict is its kept candidate's: one call, not two
+            judged_images = [*candidate_evals.values(),
+                             *(v for i, v in evals.items() if i >= len(stored) or not stored[i].candidates)]
+            totals["eval_calls"] = totals.get("eval_calls", 0) + len(judged_images)
+            totals["cost_usd"] += sum(v.usage.cost_usd for v in judged_images)
+            evals = narrowed_evals(traj, candidate_evals, evals)
         cuts = replay_budgets(traj, budgets, policy, run_policy, run_budget=run_budget)
-        out.samples.append(_outcomes(rec, evals, cuts))
+        out.samples.append(_outcomes(rec, traj, evals, cuts))
     return out
 
 
-def _outcomes(rec: SampleRecord, evals: dict[int, Verdict] | None, cuts: Cuts) -> SampleOutcomes:
-    """A sample's replays scored by the evaluation judge (one Score per round, shared by every budget)."""
-    traj = rec.trajectory
-    assert traj is not None
+def _outcomes(rec: SampleRecord, traj: Trajectory, evals: dict[int, Verdict] | None, cuts: Cuts) -> SampleOutcomes:
+    """A sample's replays of ``traj`` (its record's, or narrowed to a width) scored by the evaluation judge (one
+    Score per round, shared by every budget)."""
     scores: dict[int, Score] = {}
     category = sys.intern(rec.category) if rec.category else None
 
@@ -175,6 +184,26 @@ def judged(traj: Any, evals: dict[int, Verdict] | None, index: int) -> Verdict |
     return evals.get(index) if evals is not None else traj.rounds[index].verdict
 
 
+def width_rows(store: RunStore, run_info: dict[str, Any], widths: Sequence[int], policy: LoopPolicy | None = None
+               ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``by_candidates``: a row per width (as a ``by_budget`` row) at the run's own depth, replayed from its
+    candidates (``widths.check_widths`` says which widths a run can answer); and why samples were left out."""
+    depth = run_depth(run_info)
+    rows: dict[str, dict[str, Any]] = {}
+    why: list[str] = []
+    for w in widths:
+        got, missing = collect(store, run_info, [depth], policy, width=w).outcomes(depth)
+        rows[str(w)] = budget_stats(got)
+        why += missing
+    return rows, list(dict.fromkeys(why))
+
+
+def summary_widths(run_info: dict[str, Any]) -> list[int]:
+    """The widths summary.json lists: every width up to the run's at depth 0, else the run's own."""
+    own = run_width(run_info)
+    return list(range(1, own + 1)) if run_depth(run_info) == 0 else [own]
+
+
 def summary_budgets(asked: Sequence[int], collected: Collected, controller: bool) -> list[int]:
     """The budgets summary.json lists: each one up to where the run's samples settle, and the run's own (the
     last asked). A controller run is known at budget 0 and at its own budget only: those are all it asks."""
@@ -219,6 +248,7 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
         "dataset": run_info.get("dataset", {}).get("spec"),
         "budget": shown[-1],
         "by_budget": by_budget,
+        "candidates": run_width(run_info),
         **compare(final),
         "eval_judge": ev.get("identity"),
         "loop_judge": run_info.get("tools", {}).get("judge"),
@@ -233,8 +263,12 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
     }
     if done["complete"] is False:
         summary["warnings"].insert(0, incomplete_warning(totals["n_samples"], done["n_expected"]))
+    if run_width(run_info) > 1:
+        summary["by_candidates"], narrower = width_rows(store, run_info, summary_widths(run_info), policy)
+        not_replayable = list(dict.fromkeys([*not_replayable, *narrower]))
     if not_replayable:
         summary["not_replayable"] = not_replayable[:20]
         summary["warnings"].append(f"{len(not_replayable)} samples could not be replayed at some budgets "
                                    "(see not_replayable)")
+    add_judge_check(summary, store.dir, run_info)  # from RUN_DIR/judge_check.json, matched by judge
     return finite(summary)

@@ -1,7 +1,9 @@
-"""``refine-agent export``: one row per sample x round, as CSV, Parquet or JSON lines, for pandas.
+"""``refine-agent export``: one row per sample x round x candidate, as CSV, Parquet or JSON lines, for pandas.
 
-Scores come from the loop judge (``overall``, ``passed``, ``status``) and, when it differs, from the
-evaluation judge (``eval_*``). Samples that failed to load get one row with ``round`` empty.
+A round of a best-of-N run (``--candidates N``) has a row per candidate, with ``chosen`` true for the one the
+round kept; a round with a single edit is its candidate 0. Scores come from the loop judge (``overall``,
+``passed``, ``status``) and, when it differs, from the evaluation judge (``eval_*``). Samples that failed to
+load get one row with ``round`` empty.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from .evaluate import eval_key
 from .metrics import score_of
 
 FORMATS = ("csv", "parquet", "jsonl")
-COLUMNS = ("sample_id", "round", "category", "instruction", "round_instruction", "base", "base_round", "image",
-           "overall", "passed", "status", "sc", "pq", "eval_overall", "eval_passed", "eval_status", "is_best",
-           "stop_reason", "critique", "seconds", "cost_usd", "error")
+COLUMNS = ("sample_id", "round", "candidate", "chosen", "seed", "category", "instruction", "round_instruction",
+           "base", "base_round", "image", "overall", "passed", "status", "sc", "pq", "eval_overall", "eval_passed",
+           "eval_status", "is_best", "stop_reason", "critique", "seconds", "cost_usd", "error")
 
 
 def rows(store: RunStore, run_info: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -34,17 +36,24 @@ def rows(store: RunStore, run_info: dict[str, Any]) -> Iterator[dict[str, Any]]:
             continue
         t = rec.trajectory
         evals: dict[int, Verdict] = store.evals(key, rec.sample_id) if key else {}
+        by_candidate = store.candidate_evals(key, rec.sample_id) if key else {}
         for r in t.rounds:
-            loop = score_of(r.verdict)
-            ev = score_of(evals.get(r.index) if key else r.verdict)
-            yield {**base, "round": r.index, "round_instruction": r.instruction, "base": r.base,
-                   "base_round": r.base_round,
-                   "image": str(store.image_path(r.image).relative_to(store.dir)) if r.image else None,
-                   "overall": loop.overall, "passed": loop.passed, "status": loop.status, "sc": loop.sc,
-                   "pq": loop.pq, "eval_overall": ev.overall, "eval_passed": ev.passed, "eval_status": ev.status,
-                   "is_best": r.index == t.best_round, "stop_reason": t.stop_reason.value,
-                   "critique": r.critique.instruction if r.critique else None,
-                   "seconds": round(sum(r.seconds.values()), 6), "cost_usd": r.usage.cost_usd, "error": r.error}
+            shared = {**base, "round": r.index, "round_instruction": r.instruction, "base": r.base,
+                      "base_round": r.base_round, "stop_reason": t.stop_reason.value,
+                      "critique": r.critique.instruction if r.critique else None}
+            edits: list[Any] = r.candidates or [r]  # a single edit is the round's candidate 0
+            for k, c in enumerate(edits):
+                chosen = k == r.chosen if r.candidates else r.image is not None
+                loop = score_of(c.verdict)
+                ev = score_of((by_candidate.get((r.index, k)) if r.candidates else evals.get(r.index)) if key
+                              else c.verdict)
+                yield {**shared, "candidate": k, "chosen": chosen, "seed": c.seed,
+                       "image": str(store.image_path(c.image).relative_to(store.dir)) if c.image else None,
+                       "overall": loop.overall, "passed": loop.passed, "status": loop.status, "sc": loop.sc,
+                       "pq": loop.pq, "eval_overall": ev.overall, "eval_passed": ev.passed, "eval_status": ev.status,
+                       "is_best": r.index == t.best_round and chosen,
+                       "seconds": round(sum(c.seconds.values()), 6), "cost_usd": c.usage.cost_usd,
+                       "error": c.error}
 
 
 def check_format(fmt: str) -> None:
@@ -88,7 +97,8 @@ def _write_parquet(path: Path, data: Iterator[dict[str, Any]], batch: int = 2048
     except ModuleNotFoundError:
         raise MissingExtraError("pyarrow", "bench", "exporting parquet") from None
     schema = pa.schema([
-        ("sample_id", pa.string()), ("round", pa.int64()), ("category", pa.string()), ("instruction", pa.string()),
+        ("sample_id", pa.string()), ("round", pa.int64()), ("candidate", pa.int64()), ("chosen", pa.bool_()),
+        ("seed", pa.int64()), ("category", pa.string()), ("instruction", pa.string()),
         ("round_instruction", pa.string()), ("base", pa.string()), ("base_round", pa.int64()), ("image", pa.string()),
         ("overall", pa.float64()), ("passed", pa.bool_()), ("status", pa.string()), ("sc", pa.float64()),
         ("pq", pa.float64()), ("eval_overall", pa.float64()), ("eval_passed", pa.bool_()),

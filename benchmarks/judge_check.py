@@ -144,8 +144,10 @@ def flag(probes: dict[str, dict[str, Any]]) -> list[str]:
 
 
 async def judge_check(dataset: Dataset, judge: Any, *, runtime: Runtime, seed: int = 0, max_samples: int = 8,
-                      max_pixels: int = DEFAULT_MAX_PIXELS,
-                      on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+                      max_pixels: int = DEFAULT_MAX_PIXELS, on_sample: Callable[[], None] | None = None,
+                      close: bool = True) -> dict[str, Any]:
+    """Judge every probe of the first samples. ``close=False`` leaves the judge open: a bench run checks the
+    judges it has loaded, then goes on with them."""
     scores: dict[str, list[Score]] = {name: [] for name in PROBES}
     load_errors: Counter[str] = Counter()
     first_error: list[str] = []
@@ -184,7 +186,8 @@ async def judge_check(dataset: Dataset, judge: Any, *, runtime: Runtime, seed: i
     try:
         await for_each(with_other_instructions(dataset), one, max_samples)
     finally:
-        await close_tools(judge)
+        if close:
+            await close_tools(judge)
     probes = {name: summarise(scores[name], seed) for name in PROBES}
     reasons = flag(probes)
     result: dict[str, Any] = {

@@ -31,8 +31,14 @@ def _series(by_budget: dict[str, dict[str, Any]], key: str) -> tuple[list[int], 
     return [bs[i] for i in keep], [ys[i] for i in keep], [cis[i] for i in keep]
 
 
-def budget_curves(by_budget: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Score, pass rate and cost per sample against the re-edit budget, with 95% CIs where known."""
+BUDGET_AXIS = "re-edit budget (rounds after one-shot)"
+WIDTH_AXIS = "candidates per round (best-of-n)"
+
+
+def budget_curves(by_budget: dict[str, dict[str, Any]], path: Path, title: str = "", xlabel: str = BUDGET_AXIS
+                  ) -> Path:
+    """Score, pass rate and cost per sample against the re-edit budget (or the width: ``xlabel``), with 95% CIs
+    where known."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, key, label in ((axes[0], "mean_overall", "mean overall (0-10)"),
@@ -48,7 +54,7 @@ def budget_curves(by_budget: dict[str, dict[str, Any]], path: Path, title: str =
         if any(c for c in cis):
             ax.fill_between(xs, lows, highs, alpha=0.2, color="#3465a4", label="95% CI")
             ax.legend(loc="lower right", fontsize=8)
-        ax.set_xlabel("re-edit budget (rounds after one-shot)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         if len(xs) <= MAX_TICKS:
             ax.set_xticks(xs)

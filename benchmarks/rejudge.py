@@ -58,6 +58,8 @@ async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed
     # tried again on the next rejudge (the file may be back).
     have = {i: v for i, v in (await asyncio.to_thread(store.evals, key, rec.sample_id)).items()
             if not v.info.get(UNREADABLE)}
+    have_candidates = {i for i, v in (await asyncio.to_thread(store.candidate_evals, key, rec.sample_id)).items()
+                       if not v.info.get(UNREADABLE)}
     try:
         source = await asyncio.to_thread(store.get_image, rec.inputs.source)
         mask = await asyncio.to_thread(store.get_image, rec.inputs.mask) if rec.inputs.mask else None
@@ -74,4 +76,5 @@ async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed
 
     await score_rounds(store, rt, judge, key, run_seed=seed, sample_id=rec.sample_id,
                        instruction=rec.trajectory.instruction, rounds=rec.trajectory.rounds, source=source, mask=mask,
-                       context=rec.inputs.context, load=load, skip=have)
+                       context=rec.inputs.context, load=load, skip=have,
+                       skip_candidates=have_candidates)

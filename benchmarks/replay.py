@@ -60,7 +60,7 @@ class Replayed:
         return sum(c.service_s for c in self.calls)
 
 
-def _policy_stop(last: Round, best: Round | None, policy: LoopPolicy) -> StopReason | None:
+def rule_stop(last: Round, best: Round | None, policy: LoopPolicy) -> StopReason | None:
     """The same rules as refine()'s, applied to ``last``; ``best`` is the best round up to it (inclusive)."""
     v = last.verdict
     if v is None or not v.ok:
@@ -86,7 +86,7 @@ def _stop(rnd: Round, best: Round | None, policy: LoopPolicy) -> StopReason | No
     """Why any run, whatever its budget, stops right after ``rnd``: its edit failed, or the rule says so."""
     if rnd.image is None:  # the edit itself failed here; any run would fail the same way
         return StopReason.editor_failed
-    return _policy_stop(rnd, best, policy)
+    return rule_stop(rnd, best, policy)
 
 
 def _plan(traj: Trajectory, max_rounds: int, policy: LoopPolicy) -> tuple[int, StopReason, bool]:
@@ -309,4 +309,5 @@ def _replay_controller(traj: Trajectory, max_rounds: int, run_budget: int | None
 def replayable_fields(run_policy: LoopPolicy) -> str:
     """A one-line statement of what can be replayed from a run with this policy."""
     return ("max_rounds (up to the run's), threshold, patience and stop_on_pass where the stored rounds "
-            "decide them; not max_calls, max_cost or max_seconds")
+            "decide them; candidates up to the run's at --max-rounds 0, else the run's own; not max_calls, max_cost "
+            "or max_seconds")

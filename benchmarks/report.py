@@ -28,9 +28,11 @@ from .evaluate import eval_key, judged
 from .metrics import Score, score_of
 from .replay import NotReplayable, cut
 from .report_html import budget_table, render
-from .report_views import OUTCOMES, ReportData, RoundView, SampleView, classify
+from .report_views import OUTCOMES, CandidateView, ReportData, RoundView, SampleView, classify
 
 THUMB_PX = 160
+CANDIDATE_PX = 72  # a best-of-N round shows every candidate: small
+MAX_CANDIDATES_SHOWN = 16
 PNG_LIMIT = 14_000  # bytes; a larger PNG thumbnail (a photo) is sent as JPEG instead
 
 
@@ -63,6 +65,7 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
         return view
     view.best_round, view.stop_reason = traj.best_round, traj.stop_reason.value
     evals: dict[int, Verdict] | None = store.evals(key, rec.sample_id) if key else None
+    by_candidate = store.candidate_evals(key, rec.sample_id) if key and browse else {}
 
     if not traj.rounds or traj.rounds[0].image is None:
         first = traj.rounds[0] if traj.rounds else None
@@ -96,7 +99,13 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
                 reasoning=(r.verdict.reasoning if r.verdict else "") or "",
                 critique=crit.analysis if crit else "", next_instruction=crit.instruction if crit else None,
                 satisfied=crit.satisfied if crit else None, error=r.error, is_best=r.index == traj.best_round,
-                is_final=r.index == view.final_round, has_image=r.image is not None))
+                is_final=r.index == view.final_round, has_image=r.image is not None,
+                candidates=[CandidateView(index=c.index, thumb=thumbnail(store, c.image, CANDIDATE_PX) if c.image
+                                          else None, loop=score_of(c.verdict),
+                                          eval=score_of(by_candidate.get((r.index, c.index)))
+                                          if evals is not None else None,
+                                          chosen=c.index == r.chosen, error=c.error)
+                            for c in r.candidates[:MAX_CANDIDATES_SHOWN]]))
     return view
 
 

@@ -76,10 +76,15 @@ max-height:420px}
 .strip figure{margin:0;flex:0 0 212px;border:1px solid var(--line);border-radius:6px;padding:5px;font-size:12px}
 .strip figure.best{border:2px solid var(--good);padding:4px}
 .strip img{display:block;max-width:160px;max-height:160px;margin:0 auto;image-rendering:auto}
+.cands{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
+.cand{border:1px solid var(--line);border-radius:4px;padding:2px;font-size:11px;text-align:center}
+.cand.chosen{border:2px solid var(--good);padding:1px}
+.cand img{max-width:72px;max-height:72px}
 .noimg{height:90px;display:flex;align-items:center;justify-content:center;color:var(--muted);background:#f6f8fa}
 .tag{display:inline-block;border-radius:4px;padding:0 5px;font-size:11px;background:#dafbe1;color:var(--good);
 font-weight:600}.tag.final{background:#ddf4ff;color:var(--accent)}
 .txt{color:var(--muted);margin-top:3px;max-height:10.5em;overflow:auto;word-break:break-word}
+.judge-check{margin:0 0 12px}.judge-check .tablewrap{margin-top:8px}.judge-check .warn{margin:8px 0 0}
 .score{margin-top:2px}.pass{color:var(--good)}.fail{color:var(--bad)}.bad{color:var(--err)}
 footer{color:var(--muted);font-size:12px;margin-top:28px}
 """
@@ -183,8 +188,9 @@ def warnings(summary: dict[str, Any], run_info: dict[str, Any]) -> str:
     return out + "".join(f'<div class="warn"{ids.get(w, "")}>Warning: {e(w)}</div>' for w in ws)
 
 
-def budget_table(by_budget: dict[str, dict[str, Any]]) -> str:
-    cols = ("budget", "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "95% CI", "re-edits",
+def budget_table(by_budget: dict[str, dict[str, Any]], key: str = "budget") -> str:
+    """A row per budget (or per width: ``key="candidates"``)."""
+    cols = (key, "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "95% CI", "re-edits", "edits/sample",
             "calls/sample", "cost/sample", "s/sample", "fail→pass", "pass→fail", "mean gain")
     rows = []
     for b in sorted(by_budget, key=int):
@@ -193,16 +199,28 @@ def budget_table(by_budget: dict[str, dict[str, Any]]) -> str:
             rows.append(f'<tr class="same"><td>{e(b)}</td><td class="l" colspan="{len(cols) - 1}">same as budget '
                         f'{e(r["same_as"])}: no sample changes past it</td></tr>')
             continue
-        calls = sum((r.get("tool_calls_per_sample") or {}).values())
+        per_sample = r.get("tool_calls_per_sample") or {}
         cells = (b, r.get("n"), num(r.get("mean_overall")), ci(r.get("mean_overall_ci95")), num(r.get("mean_sc")),
                  num(r.get("mean_pq")), pct(r.get("pass_rate")), ci(_pct_ci(r.get("pass_rate_ci95")), 1),
-                 num(r.get("mean_rounds")), num(calls, 1),
+                 num(r.get("mean_rounds")), num(per_sample.get("editor"), 1), num(sum(per_sample.values()), 1),
                  "-" if not r.get("cost_per_sample") else f"${r['cost_per_sample']:.4f}",
                  num(r.get("seconds_per_sample"), 3), pct(r.get("improvement_rate")), pct(r.get("regression_rate")),
                  num(r.get("mean_delta")))
         rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{e(c)}</th>" for c in cols)
     return f'<div class="tablewrap"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
+
+
+def width_section(summary: dict[str, Any]) -> str:
+    """Best-of-n at every width the run can answer (``--candidates``)."""
+    rows = summary.get("by_candidates")
+    if not rows:
+        return ""
+    how = ("each width n replayed from the first n candidates of every sample (no new tool calls)"
+           if summary.get("budget") == 0 else "a deeper run is known at its own width only")
+    return (f'<h2 id="widths">By width</h2><p class="sub">Candidates per round (best-of-n) at budget '
+            f'{e(summary.get("budget"))}: {e(how)}. Compare strategies at equal edits per sample with '
+            f'<code>refine-agent compare</code>.</p>{budget_table(rows, key="candidates")}')
 
 
 def category_table(summary: dict[str, Any]) -> str:
@@ -238,6 +256,40 @@ def plots(uris: dict[str, str]) -> str:
     figs = "".join(f'<figure class="{"wide" if k == "budget" else ""}"><img id="plot-{e(k)}" src="{e(u)}" '
                    f'alt="{e(alt.get(k, k))}"></figure>' for k, u in uris.items())
     return f'<h2>Plots</h2><div class="plots">{figs}</div>'
+
+
+ROLE_LABELS = {("eval",): "evaluation judge", ("loop",): "loop judge", ("eval", "loop"): "evaluation and loop judge"}
+CHECK_STATUS = {"passed": ("pass", "passed"), "flagged": ("fail", "FLAGGED"),
+                "inconclusive": ("bad", "inconclusive: no non-edit judgment succeeded"),
+                "not_checked": ("bad", "not checked (judge_check.json checks other judges)")}
+
+
+def judge_check_section(summary: dict[str, Any]) -> str:
+    """``bench --judge-check``: each judge's verdict and its figures per probe; empty when the run was not checked."""
+    jc = summary.get("judge_check")
+    if not jc:
+        return ""
+    cols = ("probe", "n", "pass rate", "mean overall", "95% CI", "failed judgments")
+    head = "".join(f'<th class="{"l" if c == "probe" else ""}">{e(c)}</th>' for c in cols)
+    cards = []
+    for j in jc.get("judges") or []:
+        cls, word = CHECK_STATUS.get(j.get("status"), ("bad", j.get("status")))
+        role = ROLE_LABELS.get(tuple(j.get("roles") or ()), ", ".join(j.get("roles") or ()))
+        rows = "".join(
+            f'<tr><td class="l">{e(name)}</td><td>{e(p.get("n"))}</td><td>{e(pct(p.get("pass_rate")))}</td>'
+            f'<td>{e(num(p.get("mean_overall")))}</td><td>{e(ci(p.get("mean_overall_ci95")))}</td>'
+            f'<td>{e(", ".join(f"{k} {v}" for k, v in (p.get("failed") or {}).items()) or "0")}</td></tr>'
+            for name, p in (j.get("probes") or {}).items())
+        reasons = "".join(f'<div class="warn">FLAGGED: {e(r)}</div>' for r in j.get("reasons") or [])
+        table = f'<div class="tablewrap"><table><tr>{head}</tr>{rows}</table></div>' if rows else ""
+        cards.append(f'<section class="card judge-check" data-status="{e(j.get("status"))}"><div><b>{e(role)}</b> '
+                     f'<code>{e(identity(j.get("identity")))}</code>: <span class="{cls}"><b>{e(word)}</b></span>'
+                     + (f' ({e(j.get("n_samples"))} samples)' if j.get("n_samples") is not None else "")
+                     + f'</div>{reasons}{table}</section>')
+    return ('<h2 id="judge-check">Judge check</h2><p class="sub">Before the run, each judge saw non-edits (the '
+            'unchanged source, a black image, noise, a JPEG re-save, an edit under another instruction); a judge is '
+            'flagged when it passes more than 5% of any of them, or scores one above the real edits. The check '
+            'informs: the run went on either way.</p>' + "".join(cards))
 
 
 def config(run_info: dict[str, Any], summary: dict[str, Any], ablation: dict[str, Any] | None) -> str:
@@ -284,8 +336,23 @@ def round_fig(r: RoundView) -> str:
         parts.append(f'<div class="txt">{verdict}: {e(r.critique)}{nxt}</div>')
     if r.error:
         parts.append(f'<div class="txt bad">{e(r.error)}</div>')
-    return (f'<figure class="{cls}">{img}<figcaption><b>round {r.index}</b> {tags}{"".join(parts)}</figcaption>'
-            f'</figure>')
+    return (f'<figure class="{cls}">{img}<figcaption><b>round {r.index}</b> {tags}{"".join(parts)}'
+            f'{candidate_strip(r)}</figcaption></figure>')
+
+
+def candidate_strip(r: RoundView) -> str:
+    """A best-of-N round's candidates, small, the kept one marked; each with its scores."""
+    if not r.candidates:
+        return ""
+    figs = []
+    for c in r.candidates:
+        img = (f'<img src="{e(c.thumb)}" alt="round {r.index} candidate {c.index}">' if c.thumb
+               else f'<div class="noimg">{"edit failed" if c.error else "no image"}</div>')
+        score = score_html(c.eval) if c.eval is not None else score_html(c.loop)
+        figs.append(f'<div class="cand{" chosen" if c.chosen else ""}" title="{e(c.error or "")}">{img}'
+                    f'<span>#{c.index} {score}</span></div>')
+    kept = next((f"#{c.index}" for c in r.candidates if c.chosen), "none")
+    return f'<div class="cands"><div class="txt">candidates (kept: {e(kept)})</div>{"".join(figs)}</div>'
 
 
 def sample_card(s: SampleView) -> str:
@@ -336,7 +403,8 @@ def render(run_info: dict[str, Any], summary: dict[str, Any], data: ReportData, 
             f'{warnings(summary, run_info)}{headline(summary, data)}{plots(uris)}'
             f'<h2>By budget</h2><p class="sub">Budget b = at most b re-edit rounds after the one-shot edit, replayed '
             f'from this run; scores by the evaluation judge; CIs are seeded bootstrap 95% intervals.</p>'
-            f'{budget_table(summary["by_budget"])}{category_table(summary)}{config(run_info, summary, ablation)}'
+            f'{budget_table(summary["by_budget"])}{width_section(summary)}{category_table(summary)}{judge_check_section(summary)}'
+            f'{config(run_info, summary, ablation)}'
             f'{browser(data)}<footer>Generated by refine-agent report. Errors (never scored): '
             f'{e(", ".join(f"{k} {v}" for k, v in (summary.get("errors") or {}).items()) or "none")}.</footer>'
             f'</main><script>{JS}</script></body></html>\n')

@@ -61,6 +61,18 @@ def cost_per_point(cost_usd: float, total_gain: float) -> float | None:
 
 
 @dataclass
+class CandidateView:
+    """One edit of a best-of-N round, as its card shows it."""
+
+    index: int
+    thumb: str | None
+    loop: Score
+    eval: Score | None
+    chosen: bool
+    error: str | None = None
+
+
+@dataclass
 class RoundView:
     index: int
     instruction: str
@@ -77,6 +89,7 @@ class RoundView:
     is_best: bool = False
     is_final: bool = False
     has_image: bool = False
+    candidates: list[CandidateView] = field(default_factory=list)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,11 +195,15 @@ class Bench:
             self.eval_tool = None
 
     # -- samples -------------------------------------------------------------------------------------------
-    async def run(self, dataset: Dataset) -> None:
+    async def run(self, dataset: Dataset, before: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Refine every sample. ``before`` runs once the tools have loaded, in the same event loop and with
+        the same tools (``bench --judge-check`` checks the run's judges there)."""
         done = await asyncio.to_thread(self.store.finished)
         self.progress.total = dataset.size
         try:
             await self.load()  # idempotent: loaded in prepare() when the CLI runs it
+            if before is not None:
+                await before()
             # One task per sample, at most max_samples at once: the scheduling work grows with the samples,
             # never with the cap (a cap far above the dataset starts no idle workers). A failure of the store
             # itself ends the run with its error instead of hanging.

@@ -45,27 +45,29 @@ def headline(s: dict[str, Any]) -> str:
 
 
 # Columns a narrow terminal leaves out (summary.json and ablation.json keep them all); never cut numbers short.
-EXTRA_COLUMNS = ("SC", "PQ", "re-edits", "calls/sample", "cost/sample")
+EXTRA_COLUMNS = ("SC", "PQ", "re-edits", "edits/sample", "calls/sample", "cost/sample")
 WIDE = 130
 
 
-def budget_table(by_budget: dict[str, dict[str, Any]], title: str, width: int = WIDE) -> Table:
+def budget_table(by_budget: dict[str, dict[str, Any]], title: str, width: int = WIDE, key: str = "budget") -> Table:
+    """A row per budget (or per width, with ``key="candidates"``): scores, and what reaching them cost."""
     t = Table(title=title, title_justify="left")
-    cols = ("budget", "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "re-edits", "calls/sample",
-            "cost/sample", "fail->pass", "pass->fail")
+    cols = (key, "n", "mean overall", "95% CI", "SC", "PQ", "pass rate", "re-edits", "edits/sample",
+            "calls/sample", "cost/sample", "fail->pass", "pass->fail")
     keep = [c for c in cols if width >= WIDE or c not in EXTRA_COLUMNS]
     for col in keep:
         t.add_column(col, justify="right", overflow="fold")
     for b in sorted(by_budget, key=int):
         r = by_budget[b]
         if "same_as" in r:  # one short row for every budget past the last that changes anything
-            t.add_row(*(b if c == "budget" else f"same as budget {r['same_as']}" if c == "mean overall" else ""
+            t.add_row(*(b if c == key else f"same as budget {r['same_as']}" if c == "mean overall" else ""
                         for c in keep))
             continue
-        calls = sum((r.get("tool_calls_per_sample") or {}).values())
+        per_sample = r.get("tool_calls_per_sample") or {}
         cells = dict(zip(cols, (
             b, str(r["n"]), num(r["mean_overall"]), ci(r["mean_overall_ci95"]), num(r["mean_sc"]), num(r["mean_pq"]),
-            pct(r["pass_rate"]), num(r["mean_rounds"]), num(calls, 1),
+            pct(r["pass_rate"]), num(r["mean_rounds"]), num(per_sample.get("editor"), 1),
+            num(sum(per_sample.values()), 1),
             "-" if not r.get("cost_per_sample") else f"${r['cost_per_sample']:.4f}",
             pct(r.get("improvement_rate")), pct(r.get("regression_rate"))), strict=True))
         t.add_row(*(cells[c] for c in keep))
@@ -99,8 +101,15 @@ def samples_label(s: dict[str, Any]) -> str:
     return f"{s['n_samples']} samples"
 
 
+def width_title(depth: int) -> str:
+    return (f"Best-of-n at depth {depth} (each width replayed from the run's candidates, no new tool calls)"
+            if depth == 0 else "At the run's own width (a deeper run replays only at its own width)")
+
+
 def print_summary(console: Console, s: dict[str, Any]) -> None:
     console.print(budget_table(s["by_budget"], f"{s.get('dataset')}: {samples_label(s)}", console.width))
+    if s.get("by_candidates"):
+        console.print(budget_table(s["by_candidates"], width_title(s["budget"]), console.width, key="candidates"))
     if s.get("by_category"):
         console.print(category_table(s))
         console.print(s["category_averages"]["note"], style="dim")
@@ -115,8 +124,13 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
 
 
 def print_ablation(console: Console, a: dict[str, Any]) -> None:
-    console.print(budget_table(a["by_budget"], f"Budget ablation (replayed from one run, no new tool calls): "
-                               f"{samples_label(a)}", console.width))
+    if a["by_budget"]:
+        console.print(budget_table(a["by_budget"], f"Budget ablation (replayed from one run, no new tool calls): "
+                                   f"{samples_label(a)}", console.width))
+    if a.get("by_candidates"):
+        console.print(budget_table(a["by_candidates"], f"Width ablation (best-of-n replayed from one run's "
+                                   f"candidates, no new tool calls): {samples_label(a)}", console.width,
+                                   key="candidates"))
     console.print(f"replayable: {a['replayable']}", style="dim", soft_wrap=True)
     if a["eval_judge_is_loop_judge"]:
         console.print(styled(("warning:", "yellow"), " the evaluation judge is the loop judge; gains are "

@@ -410,6 +410,19 @@ class RunStore:
         with self._record_of(sample_id):
             return {r: Verdict.model_validate_json(v) for r, v in rows}
 
+    # A best-of-N round's candidates are judged one by one, so that narrower widths can be replayed. Their
+    # verdicts sit in the same table, under the judge's key with the candidate's index (keys are hex hashes).
+    def put_candidate_eval(self, judge: str, sample_id: str, round_index: int, candidate: int,
+                           verdict: Verdict) -> None:
+        self.put_eval(f"{judge}#{candidate}", sample_id, round_index, verdict)
+
+    def candidate_evals(self, judge: str, sample_id: str) -> dict[tuple[int, int], Verdict]:
+        """(round, candidate) -> the evaluation verdict of that candidate's image."""
+        rows = self._query("SELECT judge, round, verdict FROM evals WHERE sample_id=? AND judge LIKE ?",
+                           (sample_id, f"{judge}#%"))
+        with self._record_of(sample_id):
+            return {(r, int(j.rpartition("#")[2])): Verdict.model_validate_json(v) for j, r, v in rows}
+
 
 def _missing_keys(full: Any, given: Any, prefix: str = "config.") -> list[str]:
     """The fields of ``full`` (a complete config) that ``given`` (as stored) leaves out."""

@@ -64,18 +64,46 @@ def _summarize_and_print(store: Any, info: dict[str, Any], *, force: bool = Fals
     return summary
 
 
-def _ablate_and_print(store: Any, info: dict[str, Any], budgets: list[int], overrides: dict[str, Any],
-                      out_dir: Path, name: str = "ablation.json") -> None:
+def _ablate_and_print(store: Any, info: dict[str, Any], budgets: list[int] | None, overrides: dict[str, Any],
+                      out_dir: Path, name: str = "ablation.json", widths: list[int] | None = None) -> None:
     from refine_agent.benchmarks.ablate import ablate
-    from refine_agent.benchmarks.plots import budget_curves
+    from refine_agent.benchmarks.plots import WIDTH_AXIS, budget_curves
     from refine_agent.benchmarks.tables import print_ablation
 
-    result = ablate(store, info, budgets, overrides)
+    result = ablate(store, info, budgets, overrides, widths)
     path = out_dir / name
     write_json(path, result)
     print_ablation(console, result)
-    plot = budget_curves(result["by_budget"], out_dir / "plots" / f"{path.stem}.png", title=info["dataset"]["spec"])
-    console.print(f"wrote {path} and {plot}", soft_wrap=True)
+    title = info["dataset"]["spec"]
+    plots = [budget_curves(result["by_budget"], out_dir / "plots" / f"{path.stem}.png", title=title)
+             for _ in [1] if result["by_budget"]]
+    if widths is not None:
+        plots.append(budget_curves(result["by_candidates"], out_dir / "plots" / width_plot(path.stem, bool(budgets)),
+                                   title=title, xlabel=WIDTH_AXIS))
+    console.print(f"wrote {path} and {', '.join(map(str, plots))}", soft_wrap=True)
+
+
+def width_plot(stem: str, with_budgets: bool) -> str:
+    """The width ablation's plot: beside the budgets' when both are replayed."""
+    return f"{stem}-widths.png" if with_budgets else f"{stem}.png"
+
+
+async def _check_judges(runner: Any, limit: int) -> None:
+    """``bench --judge-check``: check the run's judges (or reuse their check), print the tables and a verdict."""
+    from refine_agent.benchmarks.bench_judge_check import check_bench_judges, print_bench_checks, unchecked
+
+    n = unchecked(runner)
+    with _progress() as bar:
+        # at most limit samples per judge to check: a smaller dataset ends the bar early, so it is closed below
+        task = bar.add_task("judge check", total=n * limit, visible=n > 0, rounds=0, errors=0, calls=0, cost=0.0)
+
+        def advance() -> None:
+            stats = runner.runtime.stats
+            bar.update(task, advance=1, errors=stats.failures, calls=sum(stats.calls.values()), cost=stats.cost_usd)
+
+        checks = await check_bench_judges(runner, limit, on_sample=advance)
+        bar.update(task, total=bar.tasks[0].completed)
+    print_bench_checks(console, checks)
 
 
 def _exit_if_nothing_scored(summary: dict[str, Any]) -> None:
@@ -97,6 +125,12 @@ def bench(
     budgets: Annotated[str | None, typer.Option(
         help="e.g. 0,1,2,3: one run at the largest budget, then the ablation over all of them.")] = None,
     dataset_opt: DatasetKV = None,
+    judge_check: Annotated[bool, typer.Option(
+        "--judge-check", help="First check that the run's judges do not reward non-edits (see 'judge-check'); "
+        "the result goes into judge_check.json, summary.json and the report. It informs, it never stops the run."
+    )] = False,
+    judge_check_limit: Annotated[int, typer.Option(
+        "--judge-check-limit", min=1, max=sys.maxsize, help="Samples the judge check uses.")] = 8,
     **flags: Any,
 ) -> None:
     """Refine every sample of a dataset and measure the gain over one-shot, resumably."""
@@ -125,20 +159,27 @@ def bench(
             # tools are built, and local models loaded, before the progress bar: their errors stand alone
             runner = Bench(cfg, settings, store)
             data = runner.prepare(resume, load=True)
-            with _progress() as bar:
-                task = bar.add_task("samples", total=None, rounds=0, errors=0, calls=0, cost=0.0)
+            bar = _progress()
+            task = bar.add_task("samples", total=None, rounds=0, errors=0, calls=0, cost=0.0)
 
-                def update(p: Any) -> None:
-                    stats = runner.runtime.stats
-                    bar.update(task, total=p.total, completed=p.done + p.errors + p.skipped, rounds=p.rounds,
-                               errors=p.errors, calls=sum(stats.calls.values()), cost=stats.cost_usd)
+            def update(p: Any) -> None:
+                stats = runner.runtime.stats
+                bar.update(task, total=p.total, completed=p.done + p.errors + p.skipped, rounds=p.rounds,
+                           errors=p.errors, calls=sum(stats.calls.values()), cost=stats.cost_usd)
 
-                runner.on_progress = update
-                try:
-                    asyncio.run(runner.run(data))
-                except KeyboardInterrupt:
-                    fail(f"interrupted after {runner.progress.done} samples; everything finished is saved. "
-                          "Continue with the same command and --resume", 130)
+            async def before_samples() -> None:
+                if judge_check:  # in the run's event loop, with its loaded judges, before the bar
+                    await _check_judges(runner, judge_check_limit)
+                bar.start()
+
+            runner.on_progress = update
+            try:
+                asyncio.run(runner.run(data, before=before_samples))
+            except KeyboardInterrupt:
+                fail(f"interrupted after {runner.progress.done} samples; everything finished is saved. "
+                      "Continue with the same command and --resume", 130)
+            finally:
+                bar.stop()
             summary = _summarize_and_print(store, runner.info)
             if budget_list is not None:
                 _ablate_and_print(store, runner.info, budget_list, {}, store.dir)
@@ -198,27 +239,36 @@ def export(
 
 def ablate(
     run_dir: RunDirArg,
-    budgets: Annotated[str, typer.Option(help="Budgets to replay, e.g. 0,1,2,3 (at most the run's --max-rounds).")],
+    budgets: Annotated[str | None, typer.Option(
+        help="Budgets to replay, e.g. 0,1,2,3 (at most the run's --max-rounds).")] = None,
+    candidates: Annotated[str | None, typer.Option(
+        "--candidates", help="Widths to replay, e.g. 1,2,4,8 (best-of-n; at most the run's --candidates; other "
+        "widths than the run's only from a --max-rounds 0 run).")] = None,
     threshold: Annotated[float | None, typer.Option(min=0, max=10, help="Replay with this stop threshold.")] = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Replay with this patience.")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Replay without stopping at a pass.")] = False,
     out: ReadOutOpt = None,
     force: OutForceOpt = False,
 ) -> None:
-    """Numbers at every budget from one stored run, with no new tool calls. Writes
+    """Numbers at every budget (and every width, best-of-n) from one stored run, with no new tool calls. Writes
     ablation-<what it replays>.json, so it never replaces the ablation.json of 'bench --budgets'."""
     from refine_agent.benchmarks.ablate import ablation_file, parse_budgets
-
+    from refine_agent.benchmarks.widths import parse_widths
 
     with handled():
+        if budgets is None and candidates is None:
+            raise InputError("give --budgets (e.g. 0,1,2,3), --candidates (e.g. 1,2,4,8) or both")
         overrides = {"threshold": threshold, "patience": patience, "stop_on_pass": False if keep_going else None}
-        budget_list = parse_budgets(budgets)
-        name = ablation_file(budget_list, overrides)
+        budget_list = parse_budgets(budgets) if budgets is not None else None
+        widths = parse_widths(candidates) if candidates is not None else None
+        name = ablation_file(budget_list, overrides, widths)
+        stem = Path(name).stem
+        plots = [f"plots/{stem}.png"] if budget_list else []
+        plots += [f"plots/{width_plot(stem, bool(budget_list))}"] if widths else []
         store, info = _open_run(run_dir)
         with store:
-            target = FilesTarget.choose(out, run_dir, [name, f"plots/{Path(name).stem}.png"], force=force,
-                                        what="ablation")
-            _ablate_and_print(store, info, budget_list, overrides, target.open(), name)
+            target = FilesTarget.choose(out, run_dir, [name, *plots], force=force, what="ablation")
+            _ablate_and_print(store, info, budget_list, overrides, target.open(), name, widths)
             target.close()
 
 
