@@ -4,7 +4,6 @@ real headless Chromium (selenium + chromedriver). Without a browser the browser 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -19,6 +18,8 @@ from typer.testing import CliRunner
 
 from refine_agent.cli import app
 from refine_agent.store import RunStore
+
+from .browser import browser_paths, chromium_driver  # noqa: F401  (the driver fixture)
 
 PWN = "<script>window.__pwned=1</script>"
 BAD_CATEGORY = 'x"><img src=nope onerror="window.__pwned=1">'
@@ -169,25 +170,6 @@ def test_independent_eval_judge_drops_the_warning(run_dir: Path, tmp_path: Path)
 
 
 # -- in a real browser ------------------------------------------------------------------------------------------
-def _find(*names: str) -> str | None:
-    for n in names:
-        if path := shutil.which(n):
-            return path
-    return None
-
-
-def browser_paths() -> tuple[str, str]:
-    """Chromium and chromedriver; skip without them, but fail under CI, which must test in a browser."""
-    chromium = _find("chromium", "chromium-browser", "google-chrome")
-    chromedriver = _find("chromedriver")
-    if chromium is None or chromedriver is None:
-        msg = "headless Chromium and chromedriver are needed: apt-get install -y chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have a browser for the report test; {msg}")
-        pytest.skip(msg)
-    return chromium, chromedriver
-
-
 def test_a_missing_browser_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("CI", raising=False)
@@ -196,28 +178,6 @@ def test_a_missing_browser_skips_locally_and_fails_in_ci(monkeypatch: pytest.Mon
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must have a browser"):
         browser_paths()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    chromium, chromedriver = browser_paths()
-    webdriver = pytest.importorskip("selenium.webdriver")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1300,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=chromedriver))
-    drv.command_executor.client_config.timeout = 20  # no hanging command, whatever happens
-    drv.set_page_load_timeout(20)
-    drv.set_script_timeout(10)
-    try:
-        yield drv
-    finally:
-        drv.quit()
 
 
 def test_report_in_headless_chromium(run_dir: Path, driver: Any) -> None:

@@ -9,7 +9,7 @@ lazily, inside commands.
 
 from __future__ import annotations
 
-from . import bench, check, run
+from . import bench, check, compare, run
 from .app import app, datasets_app, main
 
 for _command in (run.edit, run.refine, run.tools, run.demo, bench.bench, bench.rejudge, bench.export,
@@ -18,6 +18,7 @@ for _command in (run.edit, run.refine, run.tools, run.demo, bench.bench, bench.r
 app.command("judge-eval")(bench.judge_eval)
 app.command("judge-check")(check.judge_check)
 app.command()(bench.report)
+app.command()(compare.compare)
 datasets_app.command("make")(run.datasets_make)
 
 __all__ = ["app", "main"]
