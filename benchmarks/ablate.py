@@ -67,7 +67,7 @@ def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int] | None,
         "n_samples": collected.totals["n_samples"],
         **completeness(run_info, collected.totals["n_samples"]),
         "by_budget": by_budget,
-        **({"candidates": widths, "run_candidates": run_width(run_info), "by_candidates": by_width}
+        **({"widths": widths, "run_candidates": run_width(run_info), "by_candidates": by_width}
            if widths is not None else {}),
     })
 

@@ -79,8 +79,9 @@ def _side(store: RunStore, r: RunData, rec: SampleRecord, thumbs: dict[str, str 
         return view
     view.stop_reason = traj.stop_reason.value
     o = r.outcomes.get(rec.sample_id)
-    if traj.rounds:
-        view.round0_thumb = thumb(traj.rounds[0].image)
+    if traj.rounds:  # the one-shot edit: round 0, or its candidate 0 in a best-of-N run (as its score is)
+        r0 = traj.rounds[0]
+        view.round0_thumb = thumb(r0.candidates[0].image if r0.candidates else r0.image)
     if o is None:
         first = traj.rounds[0] if traj.rounds else None
         view.reason = (f"the one-shot edit failed: {(first.error if first else None) or traj.stop_reason.value}"

@@ -35,18 +35,19 @@ def _point(run: str, strategy: str, series: str, depth: int, width: int, row: di
 
 
 def run_points(run: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One run's depth curve, then its width curve (when it has one)."""
+    """One run's depth curve, then its width curve (when it has one). A curve of a single point that the other
+    curve also has (a depth-0 run's budget 0; a deeper run's own width) is left out: it would be drawn twice."""
     width = int(summary.get("candidates") or 1)
     depth = int(summary.get("budget") or 0)
+    by_depth = _numbered(summary.get("by_budget") or {})
+    by_width = _numbered(summary.get("by_candidates") or {})
     points = []
-    rows = _numbered(summary.get("by_budget") or {})
-    if rows:
-        name = f"{run}: depth {_span([b for b, _ in rows])} (width {width})"
-        points += [_point(run, "depth", name, b, width, r) for b, r in rows]
-    rows = _numbered(summary.get("by_candidates") or {})
-    if rows:
-        name = f"{run}: width {_span([n for n, _ in rows])} (depth {depth})"
-        points += [_point(run, "width", name, depth, n, r) for n, r in rows]
+    if by_depth and not (len(by_depth) == 1 and len(by_width) > 1):
+        name = f"{run}: depth {_span([b for b, _ in by_depth])} (width {width})"
+        points += [_point(run, "depth", name, b, width, r) for b, r in by_depth]
+    if by_width and not (len(by_width) == 1 and by_depth):
+        name = f"{run}: width {_span([n for n, _ in by_width])} (depth {depth})"
+        points += [_point(run, "width", name, depth, n, r) for n, r in by_width]
     return points
 
 

@@ -79,55 +79,72 @@ def collect(store: RunStore, run_info: dict[str, Any], budgets: Sequence[int], p
             width: int | None = None) -> Collected:
     """Every sample's outcomes at ``budgets`` (sorted; a ``range`` is not expanded) and at any budget past them;
     with ``width``, as a run with that many candidates per round (``widths.check_widths`` says which can be)."""
+    return collect_widths(store, run_info, budgets, policy, [width])[width]
+
+
+def collect_widths(store: RunStore, run_info: dict[str, Any], budgets: Sequence[int], policy: LoopPolicy | None,
+                   widths: Sequence[int | None]) -> dict[int | None, Collected]:
+    """``collect`` at each of ``widths`` (None: as the run was made), in one pass over the store."""
     run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
     run_budget = int(run_info["config"]["budget"]["max_rounds"])
     judge_key = eval_key(run_info)
-    out = Collected([], Counter(), {"tool_calls": {"editor": 0, "judge": 0, "critic": 0}, "cost_usd": 0.0,
-                                    "n_samples": 0})
-    errors, totals = out.errors, out.totals
+    outs = {w: Collected([], Counter(), {"tool_calls": {"editor": 0, "judge": 0, "critic": 0}, "cost_usd": 0.0,
+                                         "n_samples": 0}) for w in widths}
     for rec in store.iter_samples():
-        totals["n_samples"] += 1
         if rec.status != "done" or rec.trajectory is None:
-            errors[rec.error_kind or "error"] += 1
+            for out in outs.values():
+                out.totals["n_samples"] += 1
+                out.errors[rec.error_kind or "error"] += 1
             continue
-        traj = rec.trajectory
-        candidate_evals = store.candidate_evals(judge_key, rec.sample_id) if judge_key else {}
-        if width is not None:
-            traj = narrow(traj, width, policy or run_policy)
-        for kind, n in traj.usage.calls.items():
-            totals["tool_calls"][kind] = totals["tool_calls"].get(kind, 0) + n
-        totals["cost_usd"] += traj.usage.cost_usd
-        if not traj.rounds or traj.rounds[0].image is None:
-            errors["editor_failed"] += 1
-            continue
-        count_loop_failures(traj, errors, judge_key is None)
-        evals: dict[int, Verdict] | None = store.evals(judge_key, rec.sample_id) if judge_key else None
-        if evals is not None:
-            stored = rec.trajectory.rounds  # a round's own verdict is its kept candidate's: one call, not two
-            judged_images = [*candidate_evals.values(),
-                             *(v for i, v in evals.items() if i >= len(stored) or not stored[i].candidates)]
-            totals["eval_calls"] = totals.get("eval_calls", 0) + len(judged_images)
-            totals["cost_usd"] += sum(v.usage.cost_usd for v in judged_images)
-            evals = narrowed_evals(traj, candidate_evals, evals)
-        cuts = replay_budgets(traj, budgets, policy, run_policy, run_budget=run_budget)
-        out.samples.append(_outcomes(rec, traj, evals, cuts))
-    return out
+        stored = rec.trajectory
+        by_candidate = store.candidate_evals(judge_key, rec.sample_id, stored.widest) if judge_key else {}
+        evals = store.evals(judge_key, rec.sample_id) if judge_key else None
+        for w, out in outs.items():
+            traj = stored if w is None else narrow(stored, w, policy or run_policy)
+            if not _tally(out, stored, traj, evals, by_candidate, judge_key is None):
+                continue  # the one-shot edit failed: counted, nothing to score
+            scored = narrowed_evals(traj, by_candidate, evals) if evals is not None else None
+            cuts = replay_budgets(traj, budgets, policy, run_policy, run_budget=run_budget)
+            out.samples.append(_outcomes(rec, traj, scored, cuts, by_candidate))
+    return outs
 
 
-def _outcomes(rec: SampleRecord, traj: Trajectory, evals: dict[int, Verdict] | None, cuts: Cuts) -> SampleOutcomes:
+def _tally(out: Collected, stored: Trajectory, traj: Trajectory, evals: dict[int, Verdict] | None,
+           by_candidate: dict[tuple[int, int], Verdict], loop_is_eval: bool) -> bool:
+    """Add a finished sample (``traj``: as stored, or narrowed) to the run totals and error counts; False when
+    its one-shot edit failed, so there is nothing to score."""
+    totals, errors = out.totals, out.errors
+    totals["n_samples"] += 1
+    for kind, n in traj.usage.calls.items():
+        totals["tool_calls"][kind] = totals["tool_calls"].get(kind, 0) + n
+    totals["cost_usd"] += traj.usage.cost_usd
+    if not traj.rounds or traj.rounds[0].image is None:
+        errors["editor_failed"] += 1
+        return False
+    count_loop_failures(traj, errors, loop_is_eval)
+    if evals is not None:  # what the evaluation judge was asked, as stored: a kept candidate is judged once
+        judged_images = [*by_candidate.values(), *(v for i, v in evals.items()
+                                                   if i >= len(stored.rounds) or not stored.rounds[i].candidates)]
+        totals["eval_calls"] = totals.get("eval_calls", 0) + len(judged_images)
+        totals["cost_usd"] += sum(v.usage.cost_usd for v in judged_images)
+    return True
+
+
+def _outcomes(rec: SampleRecord, traj: Trajectory, evals: dict[int, Verdict] | None, cuts: Cuts,
+              by_candidate: dict[tuple[int, int], Verdict]) -> SampleOutcomes:
     """A sample's replays of ``traj`` (its record's, or narrowed to a width) scored by the evaluation judge (one
     Score per round, shared by every budget)."""
     scores: dict[int, Score] = {}
     category = sys.intern(rec.category) if rec.category else None
+    first = score_of(one_shot(traj, evals, by_candidate))
 
     def outcome(c: Cut | NotReplayable) -> Outcome | str:
         if isinstance(c, NotReplayable):
             return str(c)
         final = c.best_round if c.best_round is not None else 0
-        for index in (0, final):
-            if index not in scores:
-                scores[index] = score_of(judged(traj, evals, index))
-        return Outcome(sample_id=rec.sample_id, category=category, one_shot=scores[0], final=scores[final],
+        if final not in scores:
+            scores[final] = score_of(judged(traj, evals, final))
+        return Outcome(sample_id=rec.sample_id, category=category, one_shot=first, final=scores[final],
                        final_round=final, rounds_used=c.n_rounds - 1, calls=_shared(c.calls_by_kind),
                        cost_usd=c.cost_usd, seconds=c.tool_seconds)
 
@@ -170,6 +187,13 @@ def count_loop_failures(traj: Any, errors: Counter[str], evaluated_by_loop_judge
             errors[f"loop_judge_{v.status}"] += 1
         if rnd.index > 0 and rnd.image is None:
             errors["loop_editor_failed"] += 1
+        for c in rnd.candidates:  # failed candidates of a round that kept another (a failed round counts once)
+            if rnd.chosen is None or c.index == rnd.chosen:
+                continue
+            if c.image is None:
+                errors["loop_candidate_editor_failed"] += 1
+            elif c.verdict is not None and not c.verdict.ok:
+                errors[f"loop_candidate_judge_{c.verdict.status}"] += 1
     if traj.stop_reason in LATE_FAILURES:
         errors[LATE_FAILURES[traj.stop_reason]] += 1
 
@@ -177,6 +201,16 @@ def count_loop_failures(traj: Any, errors: Counter[str], evaluated_by_loop_judge
 def _shared(calls: dict[str, int]) -> dict[str, int]:
     """One dict per distinct call count, shared read-only: runs have few distinct ones and many samples."""
     return _CALLS.setdefault(tuple(sorted(calls.items())), calls)
+
+
+def one_shot(traj: Trajectory, evals: dict[int, Verdict] | None, by_candidate: dict[tuple[int, int], Verdict]
+             ) -> Verdict | None:
+    """The evaluation verdict of the one-shot edit: round 0, or, when round 0 made best-of-N candidates, its
+    candidate 0, which is the edit a run without candidates makes (so best-of-N is measured against it)."""
+    r0 = traj.rounds[0]
+    if not r0.candidates:
+        return judged(traj, evals, 0)
+    return by_candidate.get((0, 0)) if evals is not None else r0.candidates[0].verdict
 
 
 def judged(traj: Any, evals: dict[int, Verdict] | None, index: int) -> Verdict | None:
@@ -191,8 +225,8 @@ def width_rows(store: RunStore, run_info: dict[str, Any], widths: Sequence[int],
     depth = run_depth(run_info)
     rows: dict[str, dict[str, Any]] = {}
     why: list[str] = []
-    for w in widths:
-        got, missing = collect(store, run_info, [depth], policy, width=w).outcomes(depth)
+    for w, collected in collect_widths(store, run_info, [depth], policy, widths).items():
+        got, missing = collected.outcomes(depth)
         rows[str(w)] = budget_stats(got)
         why += missing
     return rows, list(dict.fromkeys(why))

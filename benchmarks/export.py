@@ -36,7 +36,7 @@ def rows(store: RunStore, run_info: dict[str, Any]) -> Iterator[dict[str, Any]]:
             continue
         t = rec.trajectory
         evals: dict[int, Verdict] = store.evals(key, rec.sample_id) if key else {}
-        by_candidate = store.candidate_evals(key, rec.sample_id) if key else {}
+        by_candidate = store.candidate_evals(key, rec.sample_id, t.widest) if key else {}
         for r in t.rounds:
             shared = {**base, "round": r.index, "round_instruction": r.instruction, "base": r.base,
                       "base_round": r.base_round, "stop_reason": t.stop_reason.value,

@@ -152,6 +152,15 @@ def budget_row(by_budget: dict[str, dict[str, Any]], budget: int | str) -> dict[
     return by_budget.get(str(budget)) or {}
 
 
+def one_shot_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of the one-shot edit in a summary: budget 0; in a best-of-N run, width 1 (a single edit) when
+    the run can answer it, else the one-shot side of the pooled (micro) averages."""
+    if int(summary.get("candidates") or 1) == 1:
+        return budget_row(summary["by_budget"], 0)
+    micro = (summary.get("category_averages") or {}).get("micro") or {}
+    return (summary.get("by_candidates") or {}).get("1") or micro.get("one_shot") or {}
+
+
 def same_as(by_budget: dict[str, dict[str, Any]], budget: int | str) -> int | None:
     """The budget k whose numbers ``budget`` repeats, or None when it has its own row (or none at all).
 

@@ -58,7 +58,8 @@ async def _judge_sample(store: RunStore, rt: Runtime, judge: Any, key: str, seed
     # tried again on the next rejudge (the file may be back).
     have = {i: v for i, v in (await asyncio.to_thread(store.evals, key, rec.sample_id)).items()
             if not v.info.get(UNREADABLE)}
-    have_candidates = {i for i, v in (await asyncio.to_thread(store.candidate_evals, key, rec.sample_id)).items()
+    have_candidates = {i for i, v in (await asyncio.to_thread(store.candidate_evals, key, rec.sample_id,
+                                                               rec.trajectory.widest)).items()
                        if not v.info.get(UNREADABLE)}
     try:
         source = await asyncio.to_thread(store.get_image, rec.inputs.source)

@@ -22,9 +22,9 @@ from refine_agent.loop import LoopPolicy
 from refine_agent.outputs import FilesTarget
 from refine_agent.store import RunStore, SampleRecord, open_run
 from refine_agent.textio import read_text
-from refine_agent.types import Verdict
+from refine_agent.types import Candidate, Round, Verdict
 
-from .evaluate import eval_key, judged
+from .evaluate import eval_key, judged, one_shot
 from .metrics import Score, score_of
 from .replay import NotReplayable, cut
 from .report_html import budget_table, render
@@ -65,7 +65,7 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
         return view
     view.best_round, view.stop_reason = traj.best_round, traj.stop_reason.value
     evals: dict[int, Verdict] | None = store.evals(key, rec.sample_id) if key else None
-    by_candidate = store.candidate_evals(key, rec.sample_id) if key and browse else {}
+    by_candidate = store.candidate_evals(key, rec.sample_id, traj.widest) if key else {}
 
     if not traj.rounds or traj.rounds[0].image is None:
         first = traj.rounds[0] if traj.rounds else None
@@ -78,7 +78,8 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
         except NotReplayable as exc:
             view.reason = str(exc)
     if view.final_round is not None:
-        view.one_shot, view.final = score_of(judged(traj, evals, 0)), score_of(judged(traj, evals, view.final_round))
+        view.one_shot = score_of(one_shot(traj, evals, by_candidate))
+        view.final = score_of(judged(traj, evals, view.final_round))
         view.outcome = classify(view.one_shot, view.final)
         if view.outcome == "error":
             bad = [f"{side} {s.status}" for side, s in (("one-shot", view.one_shot), ("final", view.final))
@@ -105,8 +106,17 @@ def _sample(store: RunStore, rec: SampleRecord, key: str | None, budget: int, po
                                           eval=score_of(by_candidate.get((r.index, c.index)))
                                           if evals is not None else None,
                                           chosen=c.index == r.chosen, error=c.error)
-                            for c in r.candidates[:MAX_CANDIDATES_SHOWN]]))
+                            for c in shown_candidates(r)], more_candidates=max(0, len(r.candidates) -
+                                                                                MAX_CANDIDATES_SHOWN)))
     return view
+
+
+def shown_candidates(r: Round) -> list[Candidate]:
+    """The first candidates of a round, and the kept one always (in its place as the last shown)."""
+    shown = r.candidates[:MAX_CANDIDATES_SHOWN]
+    if r.chosen is not None and r.chosen >= MAX_CANDIDATES_SHOWN:
+        shown = [*shown[:-1], r.candidates[r.chosen]]
+    return shown
 
 
 def collect_report(store: RunStore, run_info: dict[str, Any], budget: int, max_samples: int = 200) -> ReportData:

@@ -10,7 +10,7 @@ import json
 from html import escape
 from typing import Any
 
-from .metrics import Score, budget_row
+from .metrics import Score, budget_row, one_shot_row
 from .report_views import (
     OUTCOME_HELP,
     OUTCOMES,
@@ -135,12 +135,12 @@ BADGES_NOTE = ("Badges: every sample's outcome by the evaluation judge's scores,
 def headline(summary: dict[str, Any], data: ReportData) -> str:
     bb = summary["by_budget"]
     micro = (summary.get("category_averages") or {}).get("micro") or {}
-    first = budget_row(bb, 0) or micro.get("one_shot") or {}
+    first = one_shot_row(summary) or micro.get("one_shot") or {}
     last = budget_row(bb, summary["budget"]) or micro.get("final") or {}
     p = summary.get("p_value")
-    # What refinement adds: the extra cost per sample over one-shot (round 0 is paid either way), per point
+    # What refinement (or width) adds: the extra cost per sample over one-shot (paid either way), per point
     # of mean gain in overall.
-    extra = float(last.get("cost_per_sample") or 0.0) - float((bb.get("0") or {}).get("cost_per_sample") or 0.0)
+    extra = float(last.get("cost_per_sample") or 0.0) - float(first.get("cost_per_sample") or 0.0)
     gain = float(summary.get("mean_delta") or 0.0)
     cpp = cost_per_point(extra, gain)
     if not last.get("cost_per_sample"):
@@ -352,7 +352,8 @@ def candidate_strip(r: RoundView) -> str:
         figs.append(f'<div class="cand{" chosen" if c.chosen else ""}" title="{e(c.error or "")}">{img}'
                     f'<span>#{c.index} {score}</span></div>')
     kept = next((f"#{c.index}" for c in r.candidates if c.chosen), "none")
-    return f'<div class="cands"><div class="txt">candidates (kept: {e(kept)})</div>{"".join(figs)}</div>'
+    more = f'<div class="txt">and {r.more_candidates} more</div>' if r.more_candidates else ""
+    return f'<div class="cands"><div class="txt">candidates (kept: {e(kept)})</div>{"".join(figs)}{more}</div>'
 
 
 def sample_card(s: SampleView) -> str:

@@ -90,6 +90,7 @@ class RoundView:
     is_final: bool = False
     has_image: bool = False
     candidates: list[CandidateView] = field(default_factory=list)
+    more_candidates: int = 0  # candidates left out of the card (a wide round)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from refine_agent.terminal import styled
 
-from .metrics import budget_row, same_as
+from .metrics import budget_row, one_shot_row, same_as
 
 
 def pct(x: float | None) -> str:
@@ -33,9 +33,11 @@ def budget_label(by_budget: dict[str, dict[str, Any]], budget: int | str) -> str
 
 def headline(s: dict[str, Any]) -> str:
     b = s["by_budget"]
-    first, last = budget_row(b, 0), budget_row(b, s["budget"])
+    first, last = one_shot_row(s), budget_row(b, s["budget"])
     p = s.get("p_value")
-    return (f"one-shot -> refined (budget {budget_label(b, s['budget'])}): mean overall "
+    width = int(s.get("candidates") or 1)
+    final = "refined" if width == 1 else f"best-of-{width}" + (", refined" if s["budget"] else "")
+    return (f"one-shot -> {final} (budget {budget_label(b, s['budget'])}): mean overall "
             f"{num(first.get('mean_overall'))} -> "
             f"{num(last.get('mean_overall'))} (delta {num(s.get('mean_delta'))}, "
             f"95% CI {ci(s.get('mean_delta_ci95'))}, "

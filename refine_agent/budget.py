@@ -4,6 +4,9 @@ Limits are checked before each refinement round. A round that has started always
 its judgment are both recorded), so wall time and cost can overshoot by at most one round. Within a
 refinement round, the runtime starts no retry whose backoff wait would end past ``max_seconds``, so the
 overshoot is one attempt per call, not the retries' worth. Round 0, the baseline, is never cut short.
+
+A best-of-N round (``policy.candidates``) runs as many of its candidates as the call limits allow, and, in a
+re-edit round, as many as the money left buys at the candidates' mean cost so far (see ``_Loop``).
 """
 
 from __future__ import annotations

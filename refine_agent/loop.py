@@ -111,9 +111,9 @@ class _Loop:
         self.tracker = BudgetTracker(budget)
         self.rounds: list[Round] = []
         self.failure: ToolCallFailed | None = None
-        self.failures: list[ToolCallFailed] = []  # every tool failure, in order (the candidates of a round may
-        # fail while the round itself succeeds)
-        self.cut_short = False  # a round ran fewer candidates than asked: the call budget ran out
+        self.failures: list[tuple[int, ToolCallFailed]] = []  # (candidate, failure), every one: the candidates of
+        # a round may fail while the round itself succeeds
+        self.cut_short: StopReason | None = None  # the limit that made a round run fewer candidates than asked
 
     def _seed(self, index: int, role: str, candidate: int = 0) -> int:
         return derive_seed(self.seed, self.sample_id, index, role, candidate)
@@ -144,27 +144,24 @@ class _Loop:
             result = await self._call("editor", editor, lambda: editor.edit(req), key, rnd, "edit")
         except ToolCallFailed as exc:
             rnd.error = str(exc)
-            self.failed(exc)
+            self.failed(exc, candidate)
             return
         rnd.image = self.bank.put(result.image)
         rnd.edit_info = json.loads(json.dumps(result.info, default=str))  # a record: plain JSON only
 
-    def failed(self, exc: ToolCallFailed) -> None:
+    def failed(self, exc: ToolCallFailed, candidate: int = 0) -> None:
         self.failure = exc
-        self.failures.append(exc)
+        self.failures.append((candidate, exc))
 
     async def edit_and_judge(self, rnd: Round, editor: Editor, base_image: Image) -> None:
         """Make the round's edit and judge it. With ``policy.candidates`` N > 1, as many of N candidates as the
-        call budget allows run in parallel, each with its own seeds, and the round keeps the best."""
-        asked = self.policy.candidates
-        if asked == 1:
+        budget allows run in parallel, each with its own seeds, and the round keeps the best."""
+        if self.policy.candidates == 1:
             await self.edit(rnd, editor, base_image)
             if rnd.image is not None:
                 await self.judge_round(rnd)
             return
-        # round 0 always runs (it is the baseline); a later round was checked to fit at least one candidate
-        width = max(1, self.tracker.candidates_that_fit(asked))
-        self.cut_short = width < asked
+        width, self.cut_short = self.candidates_that_fit()
         trials = [Round(index=rnd.index, instruction=rnd.instruction, base=rnd.base) for _ in range(width)]
         before, first_new = self.failure, len(self.failures)
 
@@ -173,7 +170,14 @@ class _Loop:
             if trial.image is not None:
                 await self.judge_round(trial, k)
 
-        await asyncio.gather(*(one(k, t) for k, t in enumerate(trials)))
+        tasks = [asyncio.ensure_future(one(k, t)) for k, t in enumerate(trials)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:  # a surprise in one (or cancellation): no candidate goes on calling tools unseen
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         rnd.candidates = [Candidate(index=k, seed=t.seed, image=t.image, verdict=t.verdict, seconds=t.seconds,
                                     usage=t.usage, calls=t.calls, edit_info=t.edit_info, error=t.error)
                           for k, t in enumerate(trials)]
@@ -185,14 +189,39 @@ class _Loop:
         chosen = chosen_candidate(rnd.candidates)
         if chosen is None:  # every edit failed
             rnd.error = next((c.error for c in rnd.candidates if c.error), "every candidate failed")
-            return
-        rnd.chosen, rnd.seed, rnd.image, rnd.verdict = chosen.index, chosen.seed, chosen.image, chosen.verdict
-        rnd.edit_info = chosen.edit_info
-        lost_tool = any(isinstance(f.cause, ToolUnavailableError) for f in self.failures[first_new:])
-        if chosen.scored and not lost_tool:
-            # the round succeeded despite failed candidates (recorded in each); a lost tool still marks the
-            # sample, so that a resumed run makes those candidates again
-            self.failure = before
+        else:
+            rnd.chosen, rnd.seed, rnd.image, rnd.verdict = chosen.index, chosen.seed, chosen.image, chosen.verdict
+            rnd.edit_info = chosen.edit_info
+        self.failure = self._round_failure(self.failures[first_new:], chosen, before)
+
+    def candidates_that_fit(self) -> tuple[int, StopReason | None]:
+        """How many of the policy's candidates the next round makes (at least 1: round 0 is the baseline, and a
+        later round was checked to fit one), and the limit that cut it short, if any. Calls are counted; cost is
+        estimated from the candidates made so far; time is checked before the round, as for a single edit."""
+        asked = self.policy.candidates
+        width = self.tracker.candidates_that_fit(asked)
+        cut = StopReason.max_tool_calls if width < asked else None
+        max_cost = self.budget.max_cost
+        made = [c for r in self.rounds for c in r.candidates]
+        if max_cost is not None and made:
+            each = sum(c.usage.cost_usd for c in made) / len(made)
+            if each > 0 and (room := int((max_cost - self.tracker.usage.cost_usd) // each)) < width:
+                width, cut = room, StopReason.max_cost
+        return max(1, width), cut
+
+    @staticmethod
+    def _round_failure(new: list[tuple[int, ToolCallFailed]], chosen: Candidate | None,
+                       before: ToolCallFailed | None) -> ToolCallFailed | None:
+        """The failure a candidate round leaves for the caller: a lost tool first (the sample is run again on
+        resume), then the kept candidate's, then the first candidate's; none when the round kept a scored one."""
+        new = sorted(new, key=lambda f: f[0])  # by candidate, not by which finished first
+        lost = next((exc for _, exc in new if isinstance(exc.cause, ToolUnavailableError)), None)
+        if lost is not None:
+            return lost
+        if chosen is not None and chosen.scored:
+            return before
+        mine = [exc for k, exc in new if chosen is not None and k == chosen.index]
+        return (mine or [exc for _, exc in new] or [before])[0]
 
     async def judge_round(self, rnd: Round, candidate: int = 0) -> None:
         assert rnd.image is not None
@@ -206,7 +235,7 @@ class _Loop:
                                                 "judge")
         except ToolCallFailed as exc:
             verdict = Verdict.failed("error", str(exc), judge=exc.tool)
-            self.failed(exc)
+            self.failed(exc, candidate)
         rnd.verdict = verdict
 
     async def critique(self, rnd: Round) -> Critique | None:
@@ -318,8 +347,8 @@ class _Loop:
             stop = self.policy_stop()
             if stop is not None:
                 return stop
-            if self.cut_short:  # the last round ran fewer candidates than asked: the call budget is spent
-                return StopReason.max_tool_calls
+            if self.cut_short is not None:  # the last round ran fewer candidates than asked: a budget is spent
+                return self.cut_short
             index = len(self.rounds)
             stop = self.tracker.stop_before_round(index, self.needs_per_round())
             if stop is not None:

@@ -266,7 +266,7 @@ class RunStore:
         if not isinstance(info, dict):
             raise StoreError(f"{self.run_json} is damaged (not a run description); restore it from a backup, or "
                              "start a new run with another --run-dir")
-        return info
+        return _with_later_defaults(info)
 
     def require_run_info(self) -> dict[str, Any]:
         """run.json, checked to describe a run (its config, dataset and tools), so a damaged field is an error
@@ -416,12 +416,31 @@ class RunStore:
                            verdict: Verdict) -> None:
         self.put_eval(f"{judge}#{candidate}", sample_id, round_index, verdict)
 
-    def candidate_evals(self, judge: str, sample_id: str) -> dict[tuple[int, int], Verdict]:
-        """(round, candidate) -> the evaluation verdict of that candidate's image."""
-        rows = self._query("SELECT judge, round, verdict FROM evals WHERE sample_id=? AND judge LIKE ?",
-                           (sample_id, f"{judge}#%"))
+    def candidate_evals(self, judge: str, sample_id: str, n_candidates: int) -> dict[tuple[int, int], Verdict]:
+        """(round, candidate) -> the evaluation verdict of that candidate's image, for candidates 0 to
+        ``n_candidates`` - 1 (the most any round of the sample made; 0: none, and no query)."""
+        if n_candidates <= 0:
+            return {}
+        keys = [f"{judge}#{k}" for k in range(n_candidates)]  # exact keys: the primary key finds them
+        rows = self._query(f"SELECT judge, round, verdict FROM evals WHERE sample_id=? AND judge IN "
+                           f"({', '.join('?' * len(keys))})", (sample_id, *keys))
         with self._record_of(sample_id):
             return {(r, int(j.rpartition("#")[2])): Verdict.model_validate_json(v) for j, r, v in rows}
+
+
+# Config fields added after runs were made, with the value every older run had: such a run.json is complete.
+LATER_DEFAULTS: dict[tuple[str, ...], Any] = {("policy", "candidates"): 1}
+
+
+def _with_later_defaults(info: dict[str, Any]) -> dict[str, Any]:
+    config = info.get("config")
+    for path, value in LATER_DEFAULTS.items():
+        node = config
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(path[-1], value)
+    return info
 
 
 def _missing_keys(full: Any, given: Any, prefix: str = "config.") -> list[str]:

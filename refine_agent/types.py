@@ -387,6 +387,11 @@ class Trajectory(BaseModel):
     def one_shot(self) -> Round | None:
         return self.rounds[0] if self.rounds else None
 
+    @property
+    def widest(self) -> int:
+        """The most candidates any round made (0 when no round made best-of-N candidates)."""
+        return max((len(r.candidates) for r in self.rounds), default=0)
+
 
 CritiqueRequest.model_rebuild()
 ControllerRequest.model_rebuild()

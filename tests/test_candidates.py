@@ -11,21 +11,23 @@ from refine_agent.tools.synthetic.generate import iter_samples
 from refine_agent import Budget, LoopPolicy, Runtime, refine
 from refine_agent.budget import CallLimits
 from refine_agent.config import validate_config
-from refine_agent.errors import ConfigError
+from refine_agent.errors import ConfigError, ToolUnavailableError
 from refine_agent.loop import derive_seed
 from refine_agent.registry import create_tool
-from refine_agent.types import EditRequest, EditResult, JudgeRequest, StopReason, Trajectory, Verdict
+from refine_agent.types import EditRequest, EditResult, JudgeRequest, StopReason, Trajectory, Usage, Verdict
 
 SAMPLES = list(iter_samples(12, seed=5))
 
 
 async def run(sample_index: int = 0, *, width: int, max_rounds: int = 0, editor: object = None, judge: object = None,
-              max_calls: dict[str, int] | None = None, stop_on_pass: bool = True) -> Trajectory:
+              max_calls: dict[str, int] | None = None, stop_on_pass: bool = True,
+              max_cost: float | None = None) -> Trajectory:
     s = SAMPLES[sample_index]
     result = await refine(s.image(), s.instruction, editor=editor or create_tool("editor", "sim", {}),
                           judge=judge or create_tool("judge", "verify", {"noise": 0.5}),
                           critic=create_tool("critic", "rule", {}), sample_id=s.id, seed=3,
-                          budget=Budget(max_rounds=max_rounds, max_calls=CallLimits(**(max_calls or {}))),
+                          budget=Budget(max_rounds=max_rounds, max_calls=CallLimits(**(max_calls or {})),
+                                        max_cost=max_cost),
                           policy=LoopPolicy(candidates=width, stop_on_pass=stop_on_pass), runtime=Runtime())
     return result.trajectory
 
@@ -155,3 +157,44 @@ def test_candidates_are_for_the_fixed_policy_loop() -> None:
         validate_config({"controller": "llm:openai:gpt-4o", "policy": {"candidates": 2}})
     with pytest.raises(ConfigError, match="candidates"):
         validate_config({"policy": {"candidates": 0}})
+
+
+class LostEditor(SimEditor):
+    """Its actors are gone for the candidates whose seed is in ``lost`` (a Ray tool's lost actor)."""
+
+    name: ClassVar[str] = "lost-sim"
+    lost: ClassVar[set[int]] = set()
+
+    async def edit(self, req: EditRequest) -> EditResult:
+        if req.seed in self.lost:
+            raise ToolUnavailableError("editor 'sim': every actor is gone")
+        return await super().edit(req)
+
+
+async def test_a_lost_tool_in_one_candidate_marks_the_sample_for_resume() -> None:
+    s = SAMPLES[4]
+    LostEditor.lost = {derive_seed(3, s.id, 0, "edit", 1)}
+    # candidate 0's judgment fails too, later: the lost tool must still be what the caller sees
+    judge = FailingJudge({derive_seed(3, s.id, 0, "judge", 0)})
+    result = await refine(s.image(), s.instruction, editor=LostEditor(), judge=judge,
+                          critic=create_tool("critic", "rule", {}), sample_id=s.id, seed=3,
+                          budget=Budget(max_rounds=0), policy=LoopPolicy(candidates=3), runtime=Runtime())
+    assert result.trajectory.rounds[0].chosen == 2
+    assert result.failure is not None and isinstance(result.failure.cause, ToolUnavailableError)
+
+
+class PricedEditor(SimEditor):
+    """The simulated editor at $1 an edit."""
+
+    name: ClassVar[str] = "priced-sim"
+
+    async def edit(self, req: EditRequest) -> EditResult:
+        out = await super().edit(req)
+        return out.model_copy(update={"usage": Usage(cost_usd=1.0)})
+
+
+async def test_a_cost_budget_limits_the_candidates_of_a_round() -> None:
+    t = await run(8, width=4, max_rounds=3, editor=PricedEditor(), stop_on_pass=False, max_cost=6.0)
+    # round 0 (the baseline) costs $4; $2 are left, at $1 a candidate: 2, then the budget is spent
+    assert [len(r.candidates) for r in t.rounds] == [4, 2]
+    assert t.usage.cost_usd == 6.0 and t.stop_reason == StopReason.max_cost

@@ -54,7 +54,7 @@ def test_ablate_over_widths_equals_fresh_runs(runs: dict[int, Path]) -> None:
     assert "Width ablation" in out
     ablation = json.loads((runs[8] / "ablation-candidates-1_2_4_8.json").read_text())
     assert (runs[8] / "plots" / "ablation-candidates-1_2_4_8.png").is_file()
-    assert ablation["candidates"] == [1, 2, 4, 8] and ablation["run_candidates"] == 8
+    assert ablation["widths"] == [1, 2, 4, 8] and ablation["run_candidates"] == 8
     summary8 = json.loads((runs[8] / "summary.json").read_text())
     for n in (1, 2, 4, 8):
         fresh = json.loads((runs[n] / "summary.json").read_text())["by_budget"]["0"]
@@ -74,7 +74,7 @@ def test_every_candidate_is_judged_by_the_evaluation_judge(runs: dict[int, Path]
     with RunStore(runs[8], writer=False) as store:
         for rec in store.iter_samples():
             assert rec.trajectory is not None
-            got = store.candidate_evals(key, rec.sample_id)
+            got = store.candidate_evals(key, rec.sample_id, 8)
             assert set(got) == {(0, k) for k in range(8)}
             r0 = rec.trajectory.rounds[0]
             assert store.evals(key, rec.sample_id)[0] == got[(0, r0.chosen)]
@@ -136,7 +136,7 @@ def test_export_has_a_row_per_candidate_and_the_report_shows_them(runs: dict[int
             assert [r["chosen"] for r in mine] == [str(k == r0.chosen) for k in range(4)]
             assert [r["is_best"] for r in mine] == [r["chosen"] for r in mine]  # depth 0: the kept one is final
             assert [int(r["seed"]) for r in mine] == [c.seed for c in r0.candidates]
-            evals = store.candidate_evals(info["eval_judge"]["key"], rec.sample_id)
+            evals = store.candidate_evals(info["eval_judge"]["key"], rec.sample_id, 4)
             assert [float(r["eval_overall"]) for r in mine] == [evals[(0, k)].overall for k in range(4)]
 
     cli("report", str(runs[4]), "--out", str(tmp_path / "report"))
@@ -163,3 +163,21 @@ def test_edit_writes_every_candidate(tmp_path: Path) -> None:
     # a second run into the same folder replaces our own files without --force
     cli("edit", str(src), s.instruction, "--candidates", "2", "--max-rounds", "0", "-o", str(tmp_path / "out"))
     assert not (tmp_path / "out" / "round_00_candidate_02.png").exists()
+
+
+def test_runs_made_before_candidates_still_read_and_resume(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    bench(run, "--max-rounds", "1")
+    info = json.loads((run / "run.json").read_text())
+    del info["config"]["policy"]["candidates"]  # as every run.json written before --candidates existed
+    (run / "run.json").write_text(json.dumps(info))
+    cli("report", str(run))
+    cli("ablate", str(run), "--budgets", "0,1", "--candidates", "1")
+    cli("bench", "synthetic", "-d", str(run), "--limit", str(N_SAMPLES + 2), "--max-rounds", "1", "--resume")
+    assert json.loads((run / "summary.json").read_text())["n_samples"] == N_SAMPLES + 2
+
+
+def test_failed_candidates_are_counted_as_errors(tmp_path: Path) -> None:
+    summary = bench(tmp_path / "flaky", "--candidates", "4", "--max-rounds", "0", "-E", "fail_rate=0.3",
+                    "--max-attempts", "1")
+    assert summary["errors"].get("loop_candidate_editor_failed", 0) > 0

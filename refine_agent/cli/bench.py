@@ -222,7 +222,8 @@ def export(
     out: ReadOutOpt = None,
     force: OutForceOpt = False,
 ) -> None:
-    """Write RUN_DIR/export/rounds.<format> (or OUT/rounds.<format>): one row per sample and round, for pandas."""
+    """Write RUN_DIR/export/rounds.<format> (or OUT/rounds.<format>): one row per sample, round and candidate,
+    for pandas."""
     from refine_agent.benchmarks.export import check_format
     from refine_agent.benchmarks.export import export as run_export
 
