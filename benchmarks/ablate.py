@@ -19,14 +19,23 @@ from .replay import replayable_fields
 from .widths import check_widths, run_depth, run_width
 
 
-def parse_budgets(text: str) -> list[int]:
+def parse_counts(text: str, flag: str, least: int, example: str) -> list[int]:
+    """``"0, 2,1"`` -> ``[0, 1, 2]``: whole numbers of at least ``least``, sorted, each once."""
     try:
-        budgets = sorted({int(x) for x in text.replace(" ", "").split(",") if x != ""})
+        counts = sorted({int(x) for x in text.replace(" ", "").split(",") if x != ""})
     except ValueError:
-        raise InputError(f"--budgets '{text}': give whole numbers separated by commas, e.g. 0,1,2,3") from None
-    if not budgets or budgets[0] < 0:
-        raise InputError(f"--budgets '{text}': give non-negative whole numbers, e.g. 0,1,2,3")
-    return budgets
+        raise InputError(f"{flag} '{text}': give whole numbers separated by commas, e.g. {example}") from None
+    if not counts or counts[0] < least:
+        raise InputError(f"{flag} '{text}': give whole numbers of at least {least}, e.g. {example}")
+    return counts
+
+
+def parse_budgets(text: str) -> list[int]:
+    return parse_counts(text, "--budgets", 0, "0,1,2,3")
+
+
+def parse_widths(text: str) -> list[int]:
+    return parse_counts(text, "--candidates", 1, "1,2,4,8")
 
 
 def ablate(store: RunStore, run_info: dict[str, Any], budgets: list[int] | None,

@@ -10,7 +10,6 @@ rounds. Checks are matched to the run's judges by identity, so a resumed run doe
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from refine_agent.atomic import write_json
 from refine_agent.cache import identity_hash
 from refine_agent.protocols import tool_identity
 from refine_agent.terminal import styled
-from refine_agent.textio import read_text
+from refine_agent.textio import read_our_json
 
 from .datasets import load_dataset
 from .judge_check import FILE_NAME, MAX_PASS_RATE, NON_EDITS, PROBES, judge_check, judged_anything, print_judge_check
@@ -57,21 +56,16 @@ def read_checks(path: Path) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The checks in ``path``: (None, None) when there is none, (None, a warning) when it is damaged."""
     if not path.exists():
         return None, None
-    try:
-        data = json.loads(read_text(path))
-        checks = data["checks"]
+
+    def check(data: Any) -> list[dict[str, Any]]:
+        checks = list(data["checks"])
         if not all(isinstance(c["judge"], dict) and isinstance(c["probes"], dict) for c in checks):
             raise TypeError
-    except OSError as exc:
-        why = f"cannot be read: {exc.strerror or exc}"
-    except UnicodeDecodeError:
-        why = "is not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        why = f"is not valid JSON ({exc.msg} at line {exc.lineno})"
-    except (TypeError, KeyError, IndexError):
-        why = "is not a judge check file (no checks list)"
-    else:
-        return list(checks), None
+        return checks
+
+    checks, why = read_our_json(path, check, "is not a judge check file (no checks list)")
+    if why is None:
+        return checks, None
     return None, (f"{path} {why}, so the judge check is left out; delete it and resume the run with "
                   "--judge-check to check again")
 

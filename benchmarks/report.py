@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from refine_agent.errors import InputError
 from refine_agent.loop import LoopPolicy
 from refine_agent.outputs import FilesTarget
 from refine_agent.store import RunStore, SampleRecord, open_run
-from refine_agent.textio import read_text
+from refine_agent.textio import read_our_json
 from refine_agent.types import Candidate, Round, Verdict
 
 from .evaluate import eval_key, judged, one_shot
@@ -175,18 +174,13 @@ def read_ablation(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     none, and (None, a warning that names the file and what to do) when it is damaged."""
     if not path.exists():
         return None, None
-    try:
-        ablation = json.loads(read_text(path))
+
+    def check(ablation: Any) -> dict[str, Any]:
         budget_table(ablation["by_budget"])  # what the page shows of it: it fails here as it would on the page
-    except OSError as exc:
-        why = f"cannot be read: {exc.strerror or exc}"
-    except UnicodeDecodeError:
-        why = "is not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        why = f"is not valid JSON ({exc.msg} at line {exc.lineno})"
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
-        why = "is not an ablation file (no by_budget table of numbers)"
-    else:
+        return dict(ablation)
+
+    ablation, why = read_our_json(path, check, "is not an ablation file (no by_budget table of numbers)")
+    if why is None:
         return ablation, None
     return None, (f"{path} {why}, so the report leaves out the budget ablation. Delete or move the file to "
                   "silence this; 'refine-agent ablate RUN_DIR --budgets ...' recomputes the ablation")

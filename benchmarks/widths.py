@@ -28,16 +28,6 @@ def run_depth(run_info: dict[str, Any]) -> int:
     return int(run_info["config"]["budget"]["max_rounds"])
 
 
-def parse_widths(text: str) -> list[int]:
-    try:
-        widths = sorted({int(x) for x in text.replace(" ", "").split(",") if x != ""})
-    except ValueError:
-        raise InputError(f"--candidates '{text}': give whole numbers separated by commas, e.g. 1,2,4,8") from None
-    if not widths or widths[0] < 1:
-        raise InputError(f"--candidates '{text}': give widths of at least 1, e.g. 1,2,4,8")
-    return widths
-
-
 def check_widths(run_info: dict[str, Any], widths: Sequence[int]) -> None:
     """Refuse widths the run cannot answer, saying what to run instead."""
     own, depth = run_width(run_info), run_depth(run_info)

@@ -8,10 +8,13 @@ Here the BOM picks the encoding (UTF-8, UTF-16 or UTF-32) and is dropped; withou
 from __future__ import annotations
 
 import codecs
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 # UTF-32 first: its little-endian BOM starts with UTF-16's.
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -71,3 +74,18 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(line number from 1, line) for each line of a text file opened with ``open_lines``."""
     with open_lines(path) as f:
         yield from enumerate(f, 1)
+
+
+def read_our_json(path: str | Path, check: Callable[[Any], T], not_ours: str) -> tuple[T | None, str | None]:
+    """``check`` of the JSON in a file we wrote (it raises KeyError, TypeError, ... on another shape), or None
+    and why not, to end "PATH {why}": a side file a command reads (a damaged one is a warning, never a crash)."""
+    try:
+        return check(json.loads(read_text(path))), None
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        return None, "is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return None, f"is not valid JSON ({exc.msg} at line {exc.lineno})"
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        return None, not_ours

@@ -280,18 +280,11 @@ class Candidate(BaseModel):
         return self.image is not None and self.verdict is not None and self.verdict.ok
 
 
-def candidate_key(c: Candidate) -> tuple[bool, float, int]:
-    """The order a round picks its candidate by: passing first, then higher overall, then lower index."""
-    v = c.verdict
-    assert v is not None
-    return (v.passed is True, v.overall if v.overall is not None else -1.0, -c.index)
-
-
 def chosen_candidate(candidates: list[Candidate]) -> Candidate | None:
     """The best scored candidate; else the first with an image (its judgment failed); else None."""
     scored = [c for c in candidates if c.scored]
     if scored:
-        return max(scored, key=candidate_key)
+        return max(scored, key=round_key)  # the same order as rounds: pass, overall, then lower index
     return next((c for c in candidates if c.image is not None), None)
 
 
@@ -328,8 +321,9 @@ class Round(BaseModel):
         return self.image is not None and self.verdict is not None and self.verdict.ok
 
 
-def round_key(r: Round) -> tuple[bool, float, int]:
-    """Ordering for 'best round' by the loop judge: passing first, then higher overall, then earlier."""
+def round_key(r: Round | Candidate) -> tuple[bool, float, int]:
+    """Ordering for 'best round' (and a round's best candidate) by the loop judge: passing first, then higher
+    overall, then earlier."""
     v = r.verdict
     assert v is not None
     return (v.passed is True, v.overall if v.overall is not None else -1.0, -r.index)

@@ -253,8 +253,7 @@ def ablate(
 ) -> None:
     """Numbers at every budget (and every width, best-of-n) from one stored run, with no new tool calls. Writes
     ablation-<what it replays>.json, so it never replaces the ablation.json of 'bench --budgets'."""
-    from refine_agent.benchmarks.ablate import ablation_file, parse_budgets
-    from refine_agent.benchmarks.widths import parse_widths
+    from refine_agent.benchmarks.ablate import ablation_file, parse_budgets, parse_widths
 
     with handled():
         if budgets is None and candidates is None:
