@@ -88,6 +88,7 @@ def collect_widths(store: RunStore, run_info: dict[str, Any], budgets: Sequence[
     run_policy = LoopPolicy.model_validate(run_info["config"]["policy"])
     run_budget = int(run_info["config"]["budget"]["max_rounds"])
     judge_key = eval_key(run_info)
+    own_width = run_width(run_info)
     outs = {w: Collected([], Counter(), {"tool_calls": {"editor": 0, "judge": 0, "critic": 0}, "cost_usd": 0.0,
                                          "n_samples": 0}) for w in widths}
     for rec in store.iter_samples():
@@ -100,7 +101,8 @@ def collect_widths(store: RunStore, run_info: dict[str, Any], budgets: Sequence[
         by_candidate = store.candidate_evals(judge_key, rec.sample_id, stored.widest) if judge_key else {}
         evals = store.evals(judge_key, rec.sample_id) if judge_key else None
         for w, out in outs.items():
-            traj = stored if w is None else narrow(stored, w, policy or run_policy)
+            # at its own width a run is itself (a deeper run may have stopped on a call limit after round 0)
+            traj = stored if w is None or w == own_width else narrow(stored, w, policy or run_policy)
             if not _tally(out, stored, traj, evals, by_candidate, judge_key is None):
                 continue  # the one-shot edit failed: counted, nothing to score
             scored = narrowed_evals(traj, by_candidate, evals) if evals is not None else None

@@ -108,6 +108,10 @@ def test_ablate_refuses_widths_it_cannot_replay(runs: dict[int, Path], tmp_path:
     assert both["by_candidates"]["2"] == budget_row(both["by_budget"], 2)
     assert (deep / "plots" / "ablation-budgets-0_1_2-candidates-2-widths.png").is_file()
     assert "give --budgets" in refused("ablate", str(deep))
+    # a deeper run that a call limit stopped after round 0 is, at its own width, the run itself
+    limited = bench(tmp_path / "limited", "--candidates", "2", "--max-rounds", "3", "--max-calls", "editor=4",
+                    "--keep-going")
+    assert limited["by_candidates"]["2"] == budget_row(limited["by_budget"], limited["budget"])
 
 
 def test_a_call_budget_cuts_rounds_short_and_replays_still_match(tmp_path: Path) -> None:
