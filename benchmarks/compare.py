@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from refine_agent import __version__
+from refine_agent.cache import identity_hash
 from refine_agent.errors import InputError
 from refine_agent.store import open_run
 
 from .compare_points import compute_points
-from .evaluate import OPTIMISTIC_WARNING, collect, summarize
+from .evaluate import OPTIMISTIC_WARNING, summarize_with_outcomes
 from .metrics import TIE_EPS, Outcome, budget_row, by_category, compare, finite
+from .report_html import identity
 
 NOTES = {
     "pairs": "each run B against the baseline A over the samples both have a record of: delta = B's final overall - "
@@ -112,9 +114,7 @@ def read_run(run_dir: Path, lbl: str) -> RunData:
     """A run's summary and outcomes at its own budget (the store is open only while it is read)."""
     store, info = open_run(run_dir)
     try:
-        summary = summarize(store, info)
-        top = int(info["config"]["budget"]["max_rounds"])
-        got, why = collect(store, info, [top]).outcomes(top)
+        summary, got, why = summarize_with_outcomes(store, info)  # at the run's own budget
         records = store.finished(include_errors=True)
     finally:
         store.close()
@@ -210,30 +210,23 @@ def run_entry(r: RunData, every: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _ident(x: Any) -> str:
-    return json.dumps(x, sort_keys=True, default=str)
-
-
 def show_identity(ident: dict[str, Any] | None) -> str:
-    if not ident:
-        return "unknown"
-    params = ", ".join(f"{k}={json.dumps(v)}" for k, v in (ident.get("params") or {}).items())
-    return f"{ident.get('name')}({params})"
+    return identity(ident, missing="unknown")
 
 
 def judge_warnings(runs: Sequence[RunData]) -> list[str]:
     """Scores from different judges are not on one scale; a judge that steered a loop favours that loop."""
     out: list[str] = []
     evals = {r.label: (r.info.get("eval_judge") or {}).get("identity") for r in runs}
-    if len({_ident(v) for v in evals.values()}) > 1:
+    if len({identity_hash(v or {}) for v in evals.values()}) > 1:
         listed = "; ".join(f"{k}: {show_identity(v)}" for k, v in evals.items())
         out.append(f"the runs' evaluation judges differ ({listed}): their scores are not on one scale, so the "
                    "deltas compare judges as much as edits; rescore every run with one judge ('refine-agent "
                    "rejudge RUN_DIR --eval-judge SPEC')")
-    loops = {r.label: _ident((r.info.get("tools") or {}).get("judge")) for r in runs}
+    loops = {r.label: identity_hash((r.info.get("tools") or {}).get("judge") or {}) for r in runs}
     groups: dict[str, list[str]] = {}
     for r in runs:
-        groups.setdefault(_ident(evals[r.label]), []).append(r.label)
+        groups.setdefault(identity_hash(evals[r.label] or {}), []).append(r.label)
     for key, scored in groups.items():
         steered = [lbl for lbl, j in loops.items() if j == key]
         if steered:

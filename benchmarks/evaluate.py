@@ -265,6 +265,13 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
               policy: LoopPolicy | None = None) -> dict[str, Any]:
     """``summary.json``: the final budget's comparison at the top, every budget under ``by_budget`` (each one
     past the last that changes anything as ``{"same_as": k}``)."""
+    return summarize_with_outcomes(store, run_info, budgets, policy)[0]
+
+
+def summarize_with_outcomes(store: RunStore, run_info: dict[str, Any], budgets: list[int] | None = None,
+                            policy: LoopPolicy | None = None) -> tuple[dict[str, Any], list[Outcome], list[str]]:
+    """``summarize``, with the per-sample outcomes at the summary's final budget and why samples are missing
+    from them (for those that also need the samples, such as ``compare``: one pass over the store, not two)."""
     top = int(run_info["config"]["budget"]["max_rounds"])
     controller = bool(run_info["config"].get("controller"))
     asked: Sequence[int] = sorted(set(budgets)) if budgets is not None else (
@@ -272,7 +279,7 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
     collected = collect(store, run_info, asked, policy)
     shown = list(asked) if budgets is not None else summary_budgets(asked, collected, controller)
     by_budget, not_replayable = budget_rows(collected, shown)
-    final, _ = collected.outcomes(shown[-1])
+    final, left_out = collected.outcomes(shown[-1])
     totals, errors = collected.totals, collected.errors
     ev = run_info.get("eval_judge") or {}
     same = bool(ev.get("is_loop_judge", True))
@@ -307,4 +314,4 @@ def summarize(store: RunStore, run_info: dict[str, Any], budgets: list[int] | No
         summary["warnings"].append(f"{len(not_replayable)} samples could not be replayed at some budgets "
                                    "(see not_replayable)")
     add_judge_check(summary, store.dir, run_info)  # from RUN_DIR/judge_check.json, matched by judge
-    return finite(summary)
+    return finite(summary), final, left_out

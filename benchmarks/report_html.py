@@ -27,9 +27,10 @@ def e(x: Any) -> str:
     return escape("" if x is None else str(x), quote=True)
 
 
-def identity(ident: dict[str, Any] | None) -> str:
+def identity(ident: dict[str, Any] | None, missing: str = "-") -> str:
+    """A tool's identity as ``name(param=value, ...)``."""
     if not ident:
-        return "-"
+        return missing
     params = ", ".join(f"{k}={json.dumps(v)}" for k, v in (ident.get("params") or {}).items())
     return f"{ident.get('name')}({params})"
 

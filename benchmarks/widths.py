@@ -14,7 +14,7 @@ from typing import Any
 
 from refine_agent.errors import InputError
 from refine_agent.loop import LoopPolicy
-from refine_agent.types import Candidate, Round, StopReason, Trajectory, UsageTotals, Verdict, chosen_candidate
+from refine_agent.types import Candidate, Round, StopReason, Trajectory, UsageTotals, Verdict, best_of, edit_fields
 
 from .replay import rule_stop
 
@@ -65,26 +65,8 @@ def narrow(traj: Trajectory, width: int, policy: LoopPolicy) -> Trajectory:
 
 def _round_of(r0: Round, kept: list[Candidate]) -> Round:
     """Round 0 as a run with these candidates records it: a lone candidate is a plain round, as with width 1."""
-    calls = [c for k in kept for c in k.calls]
-    fields: dict[str, Any] = {"critique": None, "calls": calls, "chosen": None, "candidates": []}
-    if len(kept) == 1:
-        c = kept[0]
-        fields.update(seed=c.seed, image=c.image, image_file=c.image_file, verdict=c.verdict, seconds=c.seconds,
-                      usage=c.usage, edit_info=c.edit_info, error=c.error)
-        return r0.model_copy(update=fields)
-    chosen = chosen_candidate(kept)
-    usage = kept[0].usage
-    for c in kept[1:]:
-        usage = usage + c.usage
-    fields.update(candidates=kept, usage=usage,
-                  seconds={key: max(c.seconds.get(key, 0.0) for c in kept) for c in kept for key in c.seconds})
-    if chosen is None:
-        fields.update(seed=None, image=None, image_file=None, verdict=None, edit_info={},
-                      error=next((c.error for c in kept if c.error), "every candidate failed"))
-    else:
-        fields.update(chosen=chosen.index, seed=chosen.seed, image=chosen.image, image_file=chosen.image_file,
-                      verdict=chosen.verdict, edit_info=chosen.edit_info, error=None)
-    return r0.model_copy(update=fields)
+    fields = {**edit_fields(kept[0]), "chosen": None, "candidates": []} if len(kept) == 1 else best_of(kept)
+    return r0.model_copy(update={**fields, "critique": None})
 
 
 def narrowed_evals(traj: Trajectory, by_candidate: dict[tuple[int, int], Verdict],

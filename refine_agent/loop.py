@@ -35,8 +35,9 @@ from .types import (
     ToolKind,
     Trajectory,
     Verdict,
+    best_of,
     best_round_index,
-    chosen_candidate,
+    edit_fields,
 )
 
 MAX_CANDIDATES = 64
@@ -178,20 +179,9 @@ class _Loop:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        rnd.candidates = [Candidate(index=k, seed=t.seed, image=t.image, verdict=t.verdict, seconds=t.seconds,
-                                    usage=t.usage, calls=t.calls, edit_info=t.edit_info, error=t.error)
-                          for k, t in enumerate(trials)]
-        rnd.calls = [c for t in trials for c in t.calls]
-        for t in trials:
-            rnd.usage = rnd.usage + t.usage
-        # the candidates ran side by side: the round took as long as its slowest one
-        rnd.seconds = {k: max(t.seconds.get(k, 0.0) for t in trials) for t in trials for k in t.seconds}
-        chosen = chosen_candidate(rnd.candidates)
-        if chosen is None:  # every edit failed
-            rnd.error = next((c.error for c in rnd.candidates if c.error), "every candidate failed")
-        else:
-            rnd.chosen, rnd.seed, rnd.image, rnd.verdict = chosen.index, chosen.seed, chosen.image, chosen.verdict
-            rnd.edit_info = chosen.edit_info
+        for name, value in best_of([Candidate(index=k, **edit_fields(t)) for k, t in enumerate(trials)]).items():
+            setattr(rnd, name, value)
+        chosen = rnd.candidates[rnd.chosen] if rnd.chosen is not None else None
         self.failure = self._round_failure(self.failures[first_new:], chosen, before)
 
     def candidates_that_fit(self) -> tuple[int, StopReason | None]:

@@ -288,6 +288,30 @@ def chosen_candidate(candidates: list[Candidate]) -> Candidate | None:
     return next((c for c in candidates if c.image is not None), None)
 
 
+EDIT_FIELDS = ("seed", "image", "image_file", "verdict", "seconds", "usage", "calls", "edit_info", "error")
+"""What a candidate records of its edit, under the names a round records its own edit by."""
+
+
+def edit_fields(edit: Round | Candidate) -> dict[str, Any]:
+    return {name: getattr(edit, name) for name in EDIT_FIELDS}
+
+
+def best_of(candidates: list[Candidate]) -> dict[str, Any]:
+    """The fields of a round made of these best-of-N candidates: all of them, all their calls and usage, the
+    longest of their timings (they ran side by side), and the kept candidate's edit; an error when none has
+    an image. The loop records a round this way, and a replay at a narrower width rebuilds it the same way."""
+    usage = Usage()
+    for c in candidates:
+        usage = usage + c.usage
+    kept = chosen_candidate(candidates)
+    edit = edit_fields(kept) if kept is not None else {
+        **dict.fromkeys(EDIT_FIELDS), "edit_info": {},
+        "error": next((c.error for c in candidates if c.error), "every candidate failed")}
+    return {**edit, "candidates": candidates, "chosen": kept.index if kept is not None else None,
+            "calls": [x for c in candidates for x in c.calls], "usage": usage,
+            "seconds": {k: max(c.seconds.get(k, 0.0) for c in candidates) for c in candidates for k in c.seconds}}
+
+
 class Round(BaseModel):
     """One edit and its judgment. Round 0 is the one-shot edit (or the given edit for ``refine``).
 
